@@ -1,0 +1,55 @@
+# Kybernetes: the two commands a user needs are `make cluster` and `make test`.
+# Everything they need (system packages, the venv) is installed on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+STATE  ?= $(CURDIR)/.kyb
+PORT   ?= 6443
+
+.PHONY: help venv host proto test test-unit test-integration bench cluster cluster-down clean
+
+help:
+	@echo "make cluster       start Kybernetes (control plane on this machine for now)"
+	@echo "make cluster-down  stop it"
+	@echo "make test          run the test suite (installs what is missing)"
+	@echo "make bench         run the benchmarks"
+	@echo "make proto         regenerate services/api/gen from proto/"
+
+host:
+	@deploy/host/ensure.sh python etcd
+
+$(STAMP): pyproject.toml
+	@deploy/host/ensure.sh python
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+proto: $(STAMP)
+	$(PY) -m services.api.codegen
+
+test: host $(STAMP)
+	$(PY) -m pytest
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+test-integration: host $(STAMP)
+	$(PY) -m pytest tests/integration
+
+bench: host $(STAMP)
+	$(PY) -m tests.bench
+
+cluster: host $(STAMP)
+	@deploy/local/up.sh "$(STATE)" "$(PORT)"
+
+cluster-down:
+	@deploy/local/down.sh "$(STATE)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Kybernetes: the Kubernetes architecture as Python gRPC microservices."""

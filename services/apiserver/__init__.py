@@ -1,0 +1,1 @@
+"""The API server: validates, defaults and stores objects; the only etcd client."""

@@ -1,0 +1,330 @@
+"""The API server's gRPC face: one generic handler set per kind, built from
+the kind registry, plus health, reflection and request metrics.
+
+Handlers are registered with grpc's generic-handler API rather than the
+generated servicers so that every kind shares one implementation, and so
+that watch events can be sent as bytes serialized once per event
+(see watchcache.py) instead of once per watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.api import kinds
+from services.api.gen.kybernetes.core.v1 import types_pb2 as core
+from services.api.gen.kybernetes.meta.v1 import meta_pb2
+from services.apiserver import allocator, errors, metrics
+from services.apiserver.registry import Registry
+from services.apiserver.storage import Storage, StorageError
+from services.apiserver.strategies import strategy_for
+from services.apiserver.watchcache import TooOld, WatchCache, WatcherClosed
+from services.machinery import channel
+
+log = logging.getLogger(__name__)
+
+MAX_OBJECT_BYTES = 3 * 1024 * 1024
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _decoder(message_type: Any) -> Callable[[bytes], Any]:
+    """Decode a request in the handler rather than in grpc's deserializer,
+    so that corrupt bytes get INVALID_ARGUMENT instead of UNKNOWN."""
+    def decode(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as err:
+            raise errors.bad_request(
+                f"request is not a valid {message_type.DESCRIPTOR.full_name}: {err}") from None
+    return decode
+
+
+def _serialize(msg: Any) -> bytes:
+    return msg.SerializeToString()
+
+
+class ApiServer:
+    """Owns the storage, one watch cache and registry per kind, and the gRPC server."""
+
+    def __init__(self, storage: Storage, *,
+                 service_cidr: str = allocator.DEFAULT_SERVICE_CIDR,
+                 node_ports: allocator.NodePortRange | None = None,
+                 watch_cache_size: int = 1024, bookmark_every: float = 1.0,
+                 compaction_interval: float = 300.0):
+        self.storage = storage
+        self.compaction_interval = compaction_interval
+        self.caches: dict[str, WatchCache] = {}
+        self.registries: dict[str, Registry] = {}
+        options = {"ip_range": allocator.ServiceIPRange(service_cidr),
+                   "port_range": node_ports or allocator.NodePortRange()}
+        for kind in kinds.KINDS:
+            self.caches[kind.kind] = WatchCache(kind, storage, history=watch_cache_size,
+                                                bookmark_every=bookmark_every)
+        ns_cache = self.caches["Namespace"]
+        for kind in kinds.KINDS:
+            self.registries[kind.kind] = Registry(
+                kind, storage, self.caches[kind.kind], strategy_for(kind, **options),
+                ns_cache if kind.namespaced else None)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self, host: str = "0.0.0.0", port: int = 6443) -> int:
+        for cache in self.caches.values():
+            self._tasks.append(asyncio.create_task(cache.run(), name=f"cache-{cache.kind.kind}"))
+        await asyncio.gather(*(c.ready.wait() for c in self.caches.values()))
+        await self._ensure_namespaces()
+        self.server = grpc.aio.server(options=channel.SERVER_OPTIONS)
+        self.server.add_generic_rpc_handlers(
+            [self._handlers(kind) for kind in kinds.KINDS])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [k.service for k in kinds.KINDS]
+        reflection.enable_server_reflection(
+            names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                     reflection.SERVICE_NAME], self.server)
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if not self.port:
+            raise OSError(f"cannot listen on {host}:{port}")
+        await self.server.start()
+        for name in ["", *names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._tasks.append(asyncio.create_task(self._finalize_namespaces(), name="namespaces"))
+        if self.compaction_interval > 0:
+            self._tasks.append(asyncio.create_task(self._compact(), name="compactor"))
+        log.info("API server listening on %s:%d", host, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        for cache in self.caches.values():
+            for watcher in list(cache.watchers):
+                watcher.close()
+        if self.server is not None:
+            await self.server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.storage.close()
+
+    async def healthy(self) -> tuple[bool, str]:
+        try:
+            await asyncio.wait_for(self.storage.revision(), 3)
+        except (StorageError, asyncio.TimeoutError) as err:
+            return False, f"etcd: {err or 'timeout'}"
+        return True, "ok"
+
+    async def _ensure_namespaces(self) -> None:
+        registry = self.registries["Namespace"]
+        ns_kind = kinds.BY_KIND["Namespace"]
+        for name in DEFAULT_NAMESPACES:
+            try:
+                obj = ns_kind.message()
+                obj.metadata.name = name
+                await registry.create(obj)
+            except errors.ApiStatus as err:
+                if err.code != grpc.StatusCode.ALREADY_EXISTS:
+                    raise
+
+    # -- background work ----------------------------------------------------------------
+
+    async def _finalize_namespaces(self, every: float = 1.0) -> None:
+        """Empty namespaces being deleted, then let them go (idempotent, so
+        every replica may run it)."""
+        ns_registry = self.registries["Namespace"]
+        while True:
+            await asyncio.sleep(every)
+            terminating = [ns for ns in self.caches["Namespace"].objects.values()
+                           if ns.metadata.HasField("deletion_timestamp")]
+            for ns in terminating:
+                try:
+                    await self._empty_namespace(ns_registry, ns)
+                except errors.ApiStatus as err:
+                    if err.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ABORTED):
+                        log.warning("namespace %s: %s", ns.metadata.name, err.message)
+                except StorageError as err:
+                    log.warning("namespace %s: %s", ns.metadata.name, err)
+
+    async def _empty_namespace(self, ns_registry: Registry, ns: Any) -> None:
+        name = ns.metadata.name
+        remaining = 0
+        for kind in kinds.KINDS:
+            if not kind.namespaced:
+                continue
+            registry = self.registries[kind.kind]
+            for obj in registry.cache.list(lambda o: o.metadata.namespace == name):
+                remaining += 1
+                if not obj.metadata.HasField("deletion_timestamp"):
+                    try:
+                        await registry.delete(name, obj.metadata.name)
+                    except errors.ApiStatus as err:
+                        if err.code != grpc.StatusCode.NOT_FOUND:
+                            raise
+        if remaining == 0 and "kubernetes" in ns.spec.finalizers:
+            current = await ns_registry.get("", name)
+            current.spec.finalizers.remove("kubernetes")
+            await ns_registry.update(current)
+
+    async def _compact(self) -> None:
+        """Compact etcd to the revision seen one interval ago, as kube-apiserver does."""
+        previous = 0
+        while True:
+            await asyncio.sleep(self.compaction_interval)
+            try:
+                current = await self.storage.revision()
+                if previous:
+                    await self.storage.compact(previous)
+                    log.info("compacted etcd to revision %d", previous)
+                previous = current
+            except StorageError as err:
+                log.warning("compaction failed: %s", err)
+
+    # -- gRPC handlers ------------------------------------------------------------------
+
+    def _handlers(self, kind: kinds.Kind) -> grpc.GenericRpcHandler:
+        registry = self.registries[kind.kind]
+        msg, resource = kind.message, kind.resource
+
+        def unary(verb: str, request_type: Any, fn: Callable, check_size: bool = False):
+            decode = _decoder(request_type)
+
+            async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    request = decode(raw)
+                    if check_size and request.ByteSize() > MAX_OBJECT_BYTES:
+                        raise errors.too_large(
+                            f"Request entity too large: {request.ByteSize()} bytes, limit is "
+                            f"{MAX_OBJECT_BYTES}")
+                    return await fn(request)
+                except errors.ApiStatus as err:
+                    code = err.code
+                    await context.abort(err.code, err.message)
+                except StorageError as err:
+                    code = grpc.StatusCode.UNAVAILABLE
+                    await context.abort(code, f"storage unavailable: {err}")
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except Exception:
+                    if context.code() is not None:  # abort() already set it
+                        code = context.code()
+                        raise
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("%s %s failed", verb, resource)
+                    await context.abort(code, f"internal error in {verb} {resource}")
+                finally:
+                    metrics.REQUESTS.labels(verb, resource, code.name).inc()
+                    metrics.REQUEST_DURATION.labels(verb, resource).observe(
+                        time.perf_counter() - started)
+            return grpc.unary_unary_rpc_method_handler(
+                handle, request_deserializer=_identity, response_serializer=_serialize)
+
+        decode_watch = _decoder(meta_pb2.WatchRequest)
+
+        async def watch(raw: bytes, context: grpc.aio.ServicerContext):
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            watcher = None
+            try:
+                request = decode_watch(raw)
+                watcher = await registry.watch(request.namespace, request.label_selector,
+                                               request.field_selector, request.resource_version,
+                                               request.allow_bookmarks)
+                metrics.REQUEST_DURATION.labels("watch", resource).observe(
+                    time.perf_counter() - started)
+                deadline = (asyncio.get_running_loop().time() + request.timeout_seconds
+                            if request.timeout_seconds > 0 else None)
+                while True:
+                    if deadline is None:
+                        data = await watcher.next()
+                    else:
+                        remaining = deadline - asyncio.get_running_loop().time()
+                        if remaining <= 0:
+                            return
+                        try:
+                            data = await asyncio.wait_for(watcher.next(), remaining)
+                        except asyncio.TimeoutError:
+                            return
+                    yield data
+            except errors.ApiStatus as err:
+                code = err.code
+                await context.abort(err.code, err.message)
+            except WatcherClosed as err:
+                code = grpc.StatusCode.UNAVAILABLE
+                await context.abort(code, str(err))
+            except TooOld as err:
+                code = grpc.StatusCode.OUT_OF_RANGE
+                await context.abort(code, str(err))
+            except Exception as err:
+                if isinstance(err, asyncio.CancelledError):
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                if context.code() is not None:
+                    code = context.code()
+                    raise
+                code = grpc.StatusCode.INTERNAL
+                log.exception("watch %s failed", resource)
+                await context.abort(code, f"internal error in watch {resource}")
+            finally:
+                if watcher is not None:
+                    watcher.cache.unregister(watcher)
+                metrics.REQUESTS.labels("watch", resource, code.name).inc()
+
+        async def create(obj):
+            return await registry.create(obj)
+
+        async def get(req):
+            return await registry.get(req.namespace, req.name)
+
+        async def list_(req):
+            return await registry.list(req.namespace, req.label_selector, req.field_selector,
+                                       req.limit, req.continue_token, req.resource_version)
+
+        async def update(obj):
+            return await registry.update(obj)
+
+        async def update_status(obj):
+            return await registry.update(obj, status=True)
+
+        async def delete(req):
+            pre = req.preconditions
+            return await registry.delete(
+                req.namespace, req.name,
+                uid=pre.uid if pre.HasField("uid") else None,
+                resource_version=pre.resource_version if pre.HasField("resource_version")
+                else None,
+                grace_period=req.grace_period_seconds if req.HasField("grace_period_seconds")
+                else None,
+                propagation_policy=req.propagation_policy)
+
+        methods = {
+            "Create": unary("create", msg, create, check_size=True),
+            "Get": unary("get", meta_pb2.GetRequest, get),
+            "List": unary("list", meta_pb2.ListRequest, list_),
+            "Update": unary("update", msg, update, check_size=True),
+            "Delete": unary("delete", meta_pb2.DeleteRequest, delete),
+            "Watch": grpc.unary_stream_rpc_method_handler(
+                watch, request_deserializer=_identity, response_serializer=_identity),
+        }
+        if kind.has_status:
+            methods["UpdateStatus"] = unary("update_status", msg, update_status, check_size=True)
+        if kind.kind == "Pod":
+            methods["Bind"] = unary("bind", core.Binding, registry.bind)
+        return grpc.method_handlers_generic_handler(kind.service, methods)

@@ -1,0 +1,322 @@
+"""The etcd storage seam: a handful of async methods over etcd's KV and Watch
+APIs, the only code in the project that talks to etcd.
+
+Built on aetcd's connection and generated etcd stubs (``aetcd.rpc``) rather
+than its convenience wrappers, because the API server needs what those hide:
+ranges at a fixed revision with limits (consistent paging), multi-key
+transactions (an object and its allocations in one atomic write), and watch
+responses with their header revision and progress notifications (bookmarks).
+
+Several endpoints fail over: an UNAVAILABLE etcd is skipped for the next one
+and the call retried with backoff within its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import aetcd
+from aetcd import rpc
+import grpc
+
+from services.apiserver import metrics
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(Exception):
+    """etcd could not be reached or answered with an error."""
+
+
+class KeyExists(StorageError):
+    def __init__(self, key: bytes):
+        super().__init__(key.decode())
+        self.key = key
+
+
+class ConflictError(StorageError):
+    """A compare on mod_revision failed: the object changed or went away."""
+
+
+class CompactedError(StorageError):
+    """The revision asked for has been compacted away."""
+
+    def __init__(self, revision: int, compact_revision: int):
+        super().__init__(f"revision {revision} is compacted (oldest kept: {compact_revision})")
+        self.revision = revision
+        self.compact_revision = compact_revision
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KV:
+    key: bytes
+    value: bytes
+    mod_revision: int
+    create_revision: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One etcd change: ``value`` empty and ``deleted`` set for a delete."""
+
+    key: bytes
+    value: bytes
+    prev_value: bytes
+    mod_revision: int
+    deleted: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WatchBatch:
+    """One etcd watch response: its events (maybe none: a progress report)
+    and the revision up to which this watch has delivered everything."""
+
+    events: list[WatchEvent]
+    revision: int
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The exclusive range end that covers every key starting with ``prefix``."""
+    end = bytearray(prefix)
+    for i in reversed(range(len(end))):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\x00"
+
+
+def _kv(kv: rpc.KeyValue) -> KV:
+    return KV(kv.key, kv.value, kv.mod_revision, kv.create_revision)
+
+
+class Storage:
+    """Async etcd access with deadlines, failover and metrics."""
+
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0,
+                 retry_for: float = 15.0):
+        if not endpoints:
+            raise ValueError("no etcd endpoints")
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self._index = 0
+        self._client: aetcd.Client | None = None
+        self._lock = asyncio.Lock()
+
+    # -- connection ------------------------------------------------------------
+
+    async def _connected(self) -> aetcd.Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    host, _, port = self.endpoints[self._index].rpartition(":")
+                    client = aetcd.Client(host=host, port=int(port), timeout=self.timeout)
+                    await client.connect()
+                    self._client = client
+        return self._client
+
+    async def _fail_over(self, failed: aetcd.Client) -> None:
+        async with self._lock:
+            if self._client is failed:
+                self._client = None
+                self._index = (self._index + 1) % len(self.endpoints)
+                try:
+                    await failed.close()
+                except Exception:  # closing a broken channel may itself fail
+                    pass
+
+    async def _call(self, operation: str, kind: str, fn):
+        """Run ``fn(client)`` with retry on UNAVAILABLE across endpoints."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.retry_for
+        delay = 0.05
+        while True:
+            client = await self._connected()
+            started = time.perf_counter()
+            try:
+                return await fn(client)
+            except grpc.aio.AioRpcError as err:
+                code = err.code()
+                if code == grpc.StatusCode.OUT_OF_RANGE:
+                    raise
+                retry = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                if not retry or loop.time() + delay > give_up:
+                    raise StorageError(f"etcd {operation}: {code.name}: {err.details()}") from err
+                log.warning("etcd %s at %s failed (%s); retrying", operation,
+                            self.endpoints[self._index], code.name)
+                await self._fail_over(client)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            finally:
+                metrics.ETCD_REQUEST_DURATION.labels(operation, kind).observe(
+                    time.perf_counter() - started)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # -- reads -------------------------------------------------------------------
+
+    async def get(self, key: bytes, kind: str = "") -> tuple[KV | None, int]:
+        """The key's current value (or None) and the store's revision."""
+        async def do(c: aetcd.Client):
+            return await c.kvstub.Range(rpc.RangeRequest(key=key), timeout=self.timeout)
+        resp = await self._call("get", kind, do)
+        return (_kv(resp.kvs[0]) if resp.kvs else None), resp.header.revision
+
+    async def range(self, prefix: bytes, *, start: bytes | None = None, limit: int = 0,
+                    revision: int = 0, kind: str = "",
+                    count_only: bool = False) -> tuple[list[KV], bool, int, int]:
+        """Keys under ``prefix`` from ``start``, at ``revision`` (0: latest).
+
+        Returns (kvs, more, revision read at, total count in range).
+        Raises :class:`CompactedError` when ``revision`` is compacted.
+        """
+        request = rpc.RangeRequest(key=start or prefix, range_end=prefix_end(prefix),
+                                   limit=limit, revision=revision, count_only=count_only)
+
+        async def do(c: aetcd.Client):
+            return await c.kvstub.Range(request, timeout=self.timeout)
+        try:
+            resp = await self._call("list", kind, do)
+        except grpc.aio.AioRpcError as err:
+            raise CompactedError(revision, 0) from err
+        return [_kv(kv) for kv in resp.kvs], resp.more, resp.header.revision, resp.count
+
+    async def revision(self) -> int:
+        """The store's current revision."""
+        _, rev = await self.get(b"/registry/", "revision")
+        return rev
+
+    # -- writes ------------------------------------------------------------------
+
+    async def _txn(self, operation: str, kind: str, request: rpc.TxnRequest) -> rpc.TxnResponse:
+        async def do(c: aetcd.Client):
+            return await c.kvstub.Txn(request, timeout=self.timeout)
+        return await self._call(operation, kind, do)
+
+    async def create(self, key: bytes, value: bytes, *, also_create: Sequence[tuple[bytes, bytes]] = (),
+                     also_delete: Sequence[bytes] = (), kind: str = "") -> int:
+        """Write ``key`` (and ``also_create``) only if none exists; return the
+        new revision. :class:`KeyExists` names the first key that was taken."""
+        puts = [(key, value), *also_create]
+        request = rpc.TxnRequest(
+            compare=[rpc.Compare(key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL,
+                                 create_revision=0) for k, _ in puts],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v)) for k, v in puts]
+            + [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
+               for k in also_delete],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))
+                     for k, _ in puts],
+        )
+        resp = await self._txn("create", kind, request)
+        if not resp.succeeded:
+            for (k, _), op in zip(puts, resp.responses):
+                if op.response_range.count:
+                    raise KeyExists(k)
+            raise KeyExists(key)
+        return resp.header.revision
+
+    async def update(self, key: bytes, value: bytes, mod_revision: int, *,
+                     also_create: Sequence[tuple[bytes, bytes]] = (),
+                     also_delete: Sequence[bytes] = (), kind: str = "") -> int:
+        """Replace ``key`` only if it is still at ``mod_revision``; keys in
+        ``also_create`` must not exist. Return the new revision."""
+        compare = [rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL,
+                               mod_revision=mod_revision)]
+        compare += [rpc.Compare(key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL,
+                                create_revision=0) for k, _ in also_create]
+        request = rpc.TxnRequest(
+            compare=compare,
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v))
+                     for k, v in [(key, value), *also_create]]
+            + [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
+               for k in also_delete],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))
+                     for k, _ in also_create],
+        )
+        resp = await self._txn("update", kind, request)
+        if not resp.succeeded:
+            for (k, _), op in zip(also_create, resp.responses):
+                if op.response_range.count:
+                    raise KeyExists(k)
+            raise ConflictError(key.decode())
+        return resp.header.revision
+
+    async def delete(self, key: bytes, mod_revision: int, *, also_delete: Sequence[bytes] = (),
+                     kind: str = "") -> int:
+        """Delete ``key`` only if it is still at ``mod_revision``."""
+        request = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL,
+                                 mod_revision=mod_revision)],
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
+                     for k in (key, *also_delete)],
+        )
+        resp = await self._txn("delete", kind, request)
+        if not resp.succeeded:
+            raise ConflictError(key.decode())
+        return resp.header.revision
+
+    async def compact(self, revision: int) -> None:
+        async def do(c: aetcd.Client):
+            return await c.kvstub.Compact(rpc.CompactionRequest(revision=revision),
+                                          timeout=self.timeout)
+        try:
+            await self._call("compact", "", do)
+        except grpc.aio.AioRpcError as err:  # already compacted past it: fine
+            if err.code() != grpc.StatusCode.OUT_OF_RANGE:
+                raise
+
+    # -- watch -------------------------------------------------------------------
+
+    async def watch(self, prefix: bytes, start_revision: int, *,
+                    progress_every: float = 1.0) -> AsyncIterator[WatchBatch]:
+        """Every change under ``prefix`` from ``start_revision`` (inclusive),
+        in batches, plus empty batches reporting progress about every
+        ``progress_every`` seconds. Ends with StorageError when the stream
+        breaks, :class:`CompactedError` if the start is compacted."""
+        client = await self._connected()
+        requests: asyncio.Queue[rpc.WatchRequest | None] = asyncio.Queue()
+        await requests.put(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+            key=prefix, range_end=prefix_end(prefix), start_revision=start_revision,
+            prev_kv=True, progress_notify=True)))
+
+        async def request_stream():
+            while True:
+                item = await requests.get()
+                if item is None:
+                    return
+                yield item
+
+        async def ask_progress():
+            while True:
+                await asyncio.sleep(progress_every)
+                await requests.put(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
+
+        stream = rpc.WatchStub(client.channel).Watch(request_stream())
+        ticker = asyncio.create_task(ask_progress())
+        try:
+            async for resp in stream:
+                if resp.compact_revision:
+                    raise CompactedError(start_revision, resp.compact_revision)
+                if resp.canceled:
+                    raise StorageError(f"etcd cancelled the watch: {resp.cancel_reason}")
+                if resp.created and not resp.events:
+                    continue
+                events = [WatchEvent(e.kv.key, e.kv.value, e.prev_kv.value, e.kv.mod_revision,
+                                     e.type == rpc.Event.DELETE) for e in resp.events]
+                revision = events[-1].mod_revision if events else resp.header.revision
+                yield WatchBatch(events, revision)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                await self._fail_over(client)
+            raise StorageError(f"etcd watch: {err.code().name}: {err.details()}") from err
+        finally:
+            ticker.cancel()
+            stream.cancel()
+            await requests.put(None)

@@ -1,0 +1,76 @@
+"""How ``kyb apply`` combines a manifest with what the server stores.
+
+The server fills in defaults (restartPolicy, protocol, clusterIP, nodePort)
+and controllers add annotations; a manifest lacks all of them. Sending the
+manifest as it is would wipe them and report every re-apply as a change. So
+the manifest is laid over the stored object, the way a strategic merge
+patch is: objects merge key by key, lists of objects match their items by a
+merge key (containers by name, ports by port) so each item keeps its server
+defaults, and everything else the manifest says replaces what is stored.
+
+Known gap against kubectl: without a last-applied annotation a field removed
+from the manifest is not removed from the object.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# Tried in order; the first one every item of both lists has, with distinct
+# values, matches items (Kubernetes' patchMergeKey for the common lists).
+MERGE_KEYS = ("name", "containerPort", "port", "mountPath", "ip", "type", "key")
+
+# What a manifest may set in metadata; the rest belongs to the server.
+USER_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
+
+_TYPE_AND_STATUS = ("apiVersion", "kind", "status")
+
+
+def overlay(stored: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """The object to send: ``stored`` with ``manifest``'s spec-like fields and
+    user metadata laid over it; status and server metadata kept."""
+    result = copy.deepcopy(stored)
+    for key, value in manifest.items():
+        if key in _TYPE_AND_STATUS:
+            continue
+        if key == "metadata":
+            meta = result.setdefault("metadata", {})
+            for meta_key in USER_METADATA:
+                if meta_key in value:
+                    meta[meta_key] = merge_value(meta.get(meta_key), value[meta_key])
+            continue
+        result[key] = merge_value(result.get(key), value)
+    return result
+
+
+def merge_value(old: Any, new: Any) -> Any:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = copy.deepcopy(old)
+        for key, value in new.items():
+            out[key] = merge_value(old.get(key), value)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and new \
+            and all(isinstance(i, dict) for i in old + new):
+        return _merge_list(old, new)
+    return copy.deepcopy(new)
+
+
+def _merge_list(old: list[dict], new: list[dict]) -> list[dict]:
+    key = merge_key(old, new)
+    if key is not None:
+        by_key = {item[key]: item for item in old if key in item}
+        return [merge_value(by_key.get(item[key]), item) for item in new]
+    if len(old) == len(new):
+        return [merge_value(o, n) for o, n in zip(old, new)]
+    return copy.deepcopy(new)
+
+
+def merge_key(old: list[dict], new: list[dict]) -> str | None:
+    for key in MERGE_KEYS:
+        if not all(key in item for item in new):
+            continue
+        values = [repr(item[key]) for item in new]
+        if len(set(values)) == len(values):
+            return key
+    return None

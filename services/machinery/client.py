@@ -1,0 +1,199 @@
+"""The typed API client every component uses.
+
+Hides the generated stubs behind one small surface: ``client.resource("pods")``
+gives create/get/list/update/update_status/delete/watch/bind for that kind.
+Every unary call carries a deadline; UNAVAILABLE (server down, connection
+refused) is retried with exponential backoff, moving round the configured
+servers, so a restarted or failed-over API server is transparent to callers.
+Other errors are raised as :mod:`services.machinery.errors` classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from services.api import kinds
+from services.api.gen.kybernetes.meta.v1 import meta_pb2
+from services.machinery import channel as channels
+from services.machinery import config
+from services.machinery.errors import ApiError, Unavailable, from_rpc_error
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+
+
+class Client:
+    """A connection to one or more API server replicas.
+
+    ``servers``: "host:port" strings, or one comma-separated string; None
+    resolves them as every component does (see :mod:`config`).
+    ``timeout``: the deadline of each unary call, in seconds.
+    ``retry_for``: how long UNAVAILABLE is retried before it is raised.
+    """
+
+    def __init__(self, servers: Sequence[str] | str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, retry_for: float = 30.0):
+        if servers is None or isinstance(servers, str):
+            servers = config.resolve_servers(servers)
+        if not servers:
+            raise ValueError("no API server address given")
+        self.servers = list(servers)
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self._current = 0
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._resources: dict[str, ResourceClient] = {}
+
+    # -- plumbing --------------------------------------------------------------
+
+    def channel(self) -> grpc.aio.Channel:
+        """The channel to the server currently in use."""
+        target = self.servers[self._current]
+        chan = self._channels.get(target)
+        if chan is None:
+            chan = self._channels[target] = channels.insecure_channel(target)
+        return chan
+
+    def _fail_over(self) -> None:
+        self._current = (self._current + 1) % len(self.servers)
+
+    async def call(self, kind: kinds.Kind, method: str, request: Message,
+                   timeout: float | None = None) -> Any:
+        """One unary call with deadline, retry on UNAVAILABLE and failover."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.retry_for
+        delay = 0.1
+        while True:
+            stub = kind.stub(self.channel())
+            try:
+                return await getattr(stub, method)(request, timeout=timeout or self.timeout)
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in _RETRYABLE or loop.time() + delay > give_up:
+                    raise from_rpc_error(err) from None
+                log.debug("%s.%s: %s; retrying in %.1fs", kind.kind, method, err.details(), delay)
+                self._fail_over()
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+
+    def resource(self, kind: str | kinds.Kind) -> ResourceClient:
+        """The typed verbs for one kind (any kubectl name: "pods", "po", "Pod")."""
+        info = kind if isinstance(kind, kinds.Kind) else kinds.lookup(kind)
+        found = self._resources.get(info.kind)
+        if found is None:
+            found = self._resources[info.kind] = ResourceClient(self, info)
+        return found
+
+    async def close(self) -> None:
+        channels_ = list(self._channels.values())
+        self._channels.clear()
+        await asyncio.gather(*(c.close() for c in channels_), return_exceptions=True)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class ResourceClient:
+    """Create, read, update, delete and watch objects of one kind."""
+
+    def __init__(self, client: Client, kind: kinds.Kind):
+        self.client = client
+        self.kind = kind
+
+    async def create(self, obj: Any) -> Any:
+        return await self.client.call(self.kind, "Create", obj)
+
+    async def get(self, name: str, namespace: str = "") -> Any:
+        return await self.client.call(self.kind, "Get",
+                                      meta_pb2.GetRequest(namespace=namespace, name=name))
+
+    async def list(self, namespace: str = "", *, label_selector: str = "",
+                   field_selector: str = "", limit: int = 0, continue_token: str = "",
+                   resource_version: str = "") -> Any:
+        """One page; ``result.metadata.continue_token`` is set if more remain."""
+        request = meta_pb2.ListRequest(
+            namespace=namespace, label_selector=label_selector, field_selector=field_selector,
+            limit=limit, continue_token=continue_token, resource_version=resource_version)
+        return await self.client.call(self.kind, "List", request)
+
+    async def list_all(self, namespace: str = "", *, label_selector: str = "",
+                       field_selector: str = "", page_size: int = 500) -> Any:
+        """Every matching object, following continue tokens; the result's
+        resourceVersion is the first page's (the snapshot all pages share)."""
+        first = await self.list(namespace, label_selector=label_selector,
+                                field_selector=field_selector, limit=page_size)
+        token = first.metadata.continue_token
+        while token:
+            page = await self.list(namespace, label_selector=label_selector,
+                                   field_selector=field_selector, limit=page_size,
+                                   continue_token=token)
+            first.items.extend(page.items)
+            token = page.metadata.continue_token
+        first.metadata.continue_token = ""
+        return first
+
+    async def update(self, obj: Any) -> Any:
+        return await self.client.call(self.kind, "Update", obj)
+
+    async def update_status(self, obj: Any) -> Any:
+        return await self.client.call(self.kind, "UpdateStatus", obj)
+
+    async def delete(self, name: str, namespace: str = "", *,
+                     grace_period_seconds: int | None = None, uid: str | None = None,
+                     resource_version: str | None = None, propagation_policy: str = "") -> Any:
+        request = meta_pb2.DeleteRequest(namespace=namespace, name=name,
+                                         propagation_policy=propagation_policy)
+        if grace_period_seconds is not None:
+            request.grace_period_seconds = grace_period_seconds
+        if uid is not None:
+            request.preconditions.uid = uid
+        if resource_version is not None:
+            request.preconditions.resource_version = resource_version
+        return await self.client.call(self.kind, "Delete", request)
+
+    async def bind(self, binding: Any) -> Any:
+        return await self.client.call(self.kind, "Bind", binding)
+
+    async def watch(self, namespace: str = "", *, label_selector: str = "",
+                    field_selector: str = "", resource_version: str = "",
+                    allow_bookmarks: bool = True,
+                    timeout_seconds: int = 0) -> AsyncIterator[Any]:
+        """Yield watch events until the stream ends or fails.
+
+        Failures are raised as :class:`ApiError` (``Expired`` means relist);
+        resuming is the caller's job — informers do it.
+        """
+        request = meta_pb2.WatchRequest(
+            namespace=namespace, label_selector=label_selector, field_selector=field_selector,
+            resource_version=resource_version, allow_bookmarks=allow_bookmarks,
+            timeout_seconds=timeout_seconds)
+        stub = self.kind.stub(self.client.channel())
+        # A watch has no fixed deadline of its own: keepalive detects a dead
+        # peer; timeout_seconds bounds it when the caller asks.
+        deadline = timeout_seconds + self.client.timeout if timeout_seconds else None
+        call = stub.Watch(request, timeout=deadline)
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as err:
+            if err.code() in _RETRYABLE:
+                self.client._fail_over()
+            if err.code() == grpc.StatusCode.CANCELLED and call.cancelled():
+                return
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
+
+
+__all__ = ["Client", "ResourceClient", "ApiError", "Unavailable", "DEFAULT_TIMEOUT"]
