@@ -10,7 +10,7 @@ import pytest
 
 from services.machinery import Client, errors
 from tests.support import objects
-from tests.support.processes import ApiServerProcess, EtcdProcess, wait_until
+from tests.support.processes import ApiServerProcess, EtcdCluster, EtcdProcess, wait_until
 
 
 @pytest.fixture
@@ -142,3 +142,30 @@ async def test_grpc_health_and_reflection(apiserver):
 async def wait_ready(address: str) -> None:
     async with Client([address], retry_for=30) as client:
         await wait_until(lambda: client.resource("ns").get("default"), timeout=30)
+
+
+async def test_apiserver_fails_over_between_etcd_members(tmp_path):
+    """With several --etcd-servers, losing the member in use is survived."""
+    cluster = EtcdCluster(tmp_path, members=3)
+    await asyncio.to_thread(cluster.start)
+    api = ApiServerProcess(tmp_path, ",".join(cluster.endpoints))
+    try:
+        await asyncio.to_thread(api.start)
+        async with Client([api.address], retry_for=30) as client:
+            res = client.resource("pods")
+            await res.create(objects.pod("one", "default"))
+            rv = (await res.list("default")).metadata.resource_version
+            stream = res.watch("default", resource_version=rv)
+            await asyncio.to_thread(cluster.stop_member, 0)  # the first endpoint, in use
+            await res.create(objects.pod("two", "default"))
+
+            async def next_added():
+                async for ev in stream:
+                    if ev.type == "ADDED":
+                        return ev.object.metadata.name
+            assert await asyncio.wait_for(next_added(), 30) == "two"
+            names = sorted(p.metadata.name for p in (await res.list("default")).items)
+            assert names == ["one", "two"]
+    finally:
+        await asyncio.to_thread(api.stop)
+        await asyncio.to_thread(cluster.stop)

@@ -91,6 +91,50 @@ class EtcdProcess:
         return revision
 
 
+class EtcdCluster:
+    """A real multi-member etcd cluster on free ports (for failover tests)."""
+
+    def __init__(self, workdir: pathlib.Path, members: int = 3):
+        if shutil.which("etcd") is None:
+            raise RuntimeError("etcd is not installed: run deploy/host/ensure.sh etcd")
+        self.workdir = workdir
+        self.ports = [(free_port(), free_port()) for _ in range(members)]
+        self.procs: list[subprocess.Popen | None] = [None] * members
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [f"127.0.0.1:{client}" for client, _ in self.ports]
+
+    def _initial_cluster(self) -> str:
+        return ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(self.ports))
+
+    def start_member(self, i: int) -> None:
+        client, peer = self.ports[i]
+        log = self.workdir / f"etcd-m{i}.log"
+        self.procs[i] = subprocess.Popen(
+            ["etcd", "--name", f"m{i}", "--data-dir", str(self.workdir / f"m{i}"),
+             "--listen-client-urls", f"http://127.0.0.1:{client}",
+             "--advertise-client-urls", f"http://127.0.0.1:{client}",
+             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-cluster", self._initial_cluster(), "--initial-cluster-state", "new",
+             "--initial-cluster-token", f"kyb-test-{self.ports[0][0]}", "--log-level", "warn"],
+            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start(self) -> None:
+        for i in range(len(self.ports)):
+            self.start_member(i)
+        for i, (client, _) in enumerate(self.ports):
+            wait_for_port("127.0.0.1", client, 30, self.procs[i], self.workdir / f"etcd-m{i}.log")
+
+    def stop_member(self, i: int) -> None:
+        _stop(self.procs[i], signal.SIGKILL)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            _stop(proc)
+
+
 class ApiServerProcess:
     """A real ``kyb-apiserver`` process against ``etcd``."""
 
