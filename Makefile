@@ -18,7 +18,7 @@ help:
 	@echo "make proto         regenerate services/api/gen from proto/"
 
 host:
-	@deploy/host/ensure.sh python etcd
+	@deploy/host/ensure.sh python etcd docker
 
 $(STAMP): pyproject.toml
 	@deploy/host/ensure.sh python

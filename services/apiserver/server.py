@@ -24,6 +24,7 @@ from services.api import kinds
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
 from services.api.gen.kybernetes.meta.v1 import meta_pb2
 from services.apiserver import allocator, errors, metrics
+from services.apiserver.proxy import KubeletProxy
 from services.apiserver.registry import Registry
 from services.apiserver.storage import Storage, StorageError
 from services.apiserver.strategies import strategy_for
@@ -78,6 +79,7 @@ class ApiServer:
             self.registries[kind.kind] = Registry(
                 kind, storage, self.caches[kind.kind], strategy_for(kind, **options),
                 ns_cache if kind.namespaced else None)
+        self.kubelets = KubeletProxy(self.registries["Pod"], self.registries["Node"])
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -120,6 +122,7 @@ class ApiServer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.kubelets.close()
         await self.storage.close()
 
     async def healthy(self) -> tuple[bool, str]:
@@ -287,6 +290,36 @@ class ApiServer:
                     watcher.cache.unregister(watcher)
                 metrics.REQUESTS.labels("watch", resource, code.name).inc()
 
+        def relay(verb: str, request_type: Any, fn: Callable):
+            """A server-streaming call whose messages come pre-serialized."""
+            decode = _decoder(request_type)
+
+            async def handle(raw: bytes, context: grpc.aio.ServicerContext):
+                code = grpc.StatusCode.OK
+                try:
+                    async for data in fn(decode(raw)):
+                        yield data
+                except errors.ApiStatus as err:
+                    code = err.code
+                    await context.abort(err.code, err.message)
+                except StorageError as err:
+                    code = grpc.StatusCode.UNAVAILABLE
+                    await context.abort(code, f"storage unavailable: {err}")
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except Exception:
+                    if context.code() is not None:
+                        code = context.code()
+                        raise
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("%s %s failed", verb, resource)
+                    await context.abort(code, f"internal error in {verb} {resource}")
+                finally:
+                    metrics.REQUESTS.labels(verb, resource, code.name).inc()
+            return grpc.unary_stream_rpc_method_handler(
+                handle, request_deserializer=_identity, response_serializer=_identity)
+
         async def create(obj):
             return await registry.create(obj)
 
@@ -327,4 +360,6 @@ class ApiServer:
             methods["UpdateStatus"] = unary("update_status", msg, update_status, check_size=True)
         if kind.kind == "Pod":
             methods["Bind"] = unary("bind", core.Binding, registry.bind)
+            methods["Logs"] = relay("logs", core.PodLogsRequest, self.kubelets.logs)
+            methods["Exec"] = relay("exec", core.ExecRequest, self.kubelets.exec)
         return grpc.method_handlers_generic_handler(kind.service, methods)

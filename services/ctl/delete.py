@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 from services.api import kinds
-from services.ctl import apply, manifests, resources
+from services.ctl import apply, resources
 from services.ctl import errors as ctl_errors
 from services.ctl.context import CommandError, Context
 from services.machinery import ApiError, Invalid, NotFound, Unavailable

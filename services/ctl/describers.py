@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import yaml
 from google.protobuf.message import Message
 
 from services.ctl import printers, tabwriter
@@ -612,5 +613,27 @@ DESCRIBERS: dict[str, Callable[[Any, Related, float], str]] = {
 }
 
 
+def describe_generic(obj: Any, related: Related, now: float) -> str:
+    """A kind without its own describer: metadata, then the rest as YAML."""
+    from services.api import convert  # only here: the fallback needs the dict form
+
+    w = Writer()
+    _metadata(w, obj, namespaced=bool(obj.metadata.namespace))
+    _labels_annotations(w, obj)
+    w.line(0, "CreationTimestamp:", timestamp(obj.metadata.creation_timestamp))
+    data = convert.to_dict(obj)
+    for key in ("apiVersion", "kind", "metadata"):
+        data.pop(key, None)
+    for key, value in data.items():
+        w.line(0, f"{key[:1].upper()}{key[1:]}:")
+        body = yaml.safe_dump(value, default_flow_style=False, sort_keys=True) \
+            if isinstance(value, (dict, list)) else f"{value}\n"
+        for line in body.splitlines():
+            w.line(1, line)
+    events_section(w, related.events, now)
+    return w.text()
+
+
 def describe(kind_name: str, obj: Any, related: Related, now: float) -> str:
-    return DESCRIBERS[kind_name](obj, related, now)
+    describer = DESCRIBERS.get(kind_name)
+    return describer(obj, related, now) if describer else describe_generic(obj, related, now)

@@ -165,6 +165,52 @@ class ResourceClient:
     async def bind(self, binding: Any) -> Any:
         return await self.client.call(self.kind, "Bind", binding)
 
+    async def logs(self, name: str, namespace: str = "", *, container: str = "",
+                   follow: bool = False, tail_lines: int | None = None, previous: bool = False,
+                   timestamps: bool = False, since_seconds: int | None = None
+                   ) -> AsyncIterator[bytes]:
+        """A pod's container log, chunk by chunk (pods only)."""
+        from services.api.gen.kybernetes.core.v1 import types_pb2 as core
+        request = core.PodLogsRequest(namespace=namespace, name=name, container=container,
+                                      follow=follow, previous=previous, timestamps=timestamps)
+        if tail_lines is not None:
+            request.tail_lines = tail_lines
+        if since_seconds is not None:
+            request.since_seconds = since_seconds
+        async for chunk in self._stream("Logs", request,
+                                        None if follow else self.client.timeout * 6):
+            yield chunk.data
+
+    async def exec(self, name: str, namespace: str = "", command: Sequence[str] = (), *,
+                   container: str = "", stdin: bytes = b"", timeout_seconds: int = 60
+                   ) -> tuple[int, bytes, bytes]:
+        """Run a command in a pod's container: (exit code, stdout, stderr)."""
+        from services.api.gen.kybernetes.core.v1 import types_pb2 as core
+        request = core.ExecRequest(namespace=namespace, name=name, container=container,
+                                   command=list(command), stdin=stdin,
+                                   timeout_seconds=timeout_seconds)
+        out, err, code = [], [], -1
+        async for chunk in self._stream("Exec", request, timeout_seconds + self.client.timeout):
+            out.append(chunk.stdout)
+            err.append(chunk.stderr)
+            if chunk.HasField("exit_code"):
+                code = chunk.exit_code
+        return code, b"".join(out), b"".join(err)
+
+    async def _stream(self, method: str, request: Message,
+                      timeout: float | None) -> AsyncIterator[Any]:
+        stub = self.kind.stub(self.client.channel())
+        call = getattr(stub, method)(request, timeout=timeout)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as err:
+            if err.code() in _RETRYABLE:
+                self.client._fail_over()
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
+
     async def watch(self, namespace: str = "", *, label_selector: str = "",
                     field_selector: str = "", resource_version: str = "",
                     allow_bookmarks: bool = True,

@@ -373,9 +373,9 @@ async def test_cli_watch_prints_a_row_per_change(apiserver, client, namespace):
     pods = client.resource("pods")
     await pods.create(objects.pod("web", namespace, labels={"app": "web"}))
     proc = await asyncio.create_subprocess_exec(
-        str(KYB), "--server", apiserver.address, "get", "pods", "-n", namespace, "-w",
-        "--request-timeout", "30", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "services.ctl.main", "--server", apiserver.address,
+        "get", "pods", "-n", namespace, "-w", "--request-timeout", "30", cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         async def line() -> str:
             return (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().rstrip("\n")

@@ -121,3 +121,12 @@ def test_describers_every_kind_has_a_describer():
         sample = objects.sample(info.kind, "x", "default")
         text = describers.describe(info.kind, sample, Related(events=[]), NOW)
         assert text.startswith("Name:")
+
+
+def test_describers_generic_fallback_shows_metadata_and_fields():
+    lease = objects.lease("l", holder="me")
+    text = describers.describe_generic(lease, Related(events=[]), NOW)
+    lines = text.splitlines()
+    assert lines[0].split() == ["Name:", "l"]
+    assert "Spec:" in lines and "  holderIdentity: me" in lines
+    assert lines[-1].split() == ["Events:", "<none>"]

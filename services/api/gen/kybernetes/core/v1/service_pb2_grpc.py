@@ -758,6 +758,16 @@ class PodsStub:
                 request_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.Binding.SerializeToString,
                 response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.Pod.FromString,
                 _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/kybernetes.core.v1.Pods/Logs',
+                request_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.PodLogsRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.LogChunk.FromString,
+                _registered_method=True)
+        self.Exec = channel.unary_stream(
+                '/kybernetes.core.v1.Pods/Exec',
+                request_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ExecRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ExecOutput.FromString,
+                _registered_method=True)
 
 
 class PodsServicer:
@@ -822,6 +832,20 @@ class PodsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Logs(self, request, context):
+        """A container's log, relayed from the pod's kubelet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request, context):
+        """Runs a command in a container through the pod's kubelet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PodsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -864,6 +888,16 @@ def add_PodsServicer_to_server(servicer, server):
                     servicer.Bind,
                     request_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.Binding.FromString,
                     response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.Pod.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.PodLogsRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.LogChunk.SerializeToString,
+            ),
+            'Exec': grpc.unary_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ExecRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ExecOutput.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1083,6 +1117,60 @@ class Pods:
             '/kybernetes.core.v1.Pods/Bind',
             kybernetes_dot_core_dot_v1_dot_types__pb2.Binding.SerializeToString,
             kybernetes_dot_core_dot_v1_dot_types__pb2.Pod.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.Pods/Logs',
+            kybernetes_dot_core_dot_v1_dot_types__pb2.PodLogsRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.Pods/Exec',
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ExecRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ExecOutput.FromString,
             options,
             channel_credentials,
             insecure,

@@ -288,6 +288,10 @@ class PodsStub:
     """Sets spec.nodeName if it is still empty (FAILED_PRECONDITION otherwise):
     the scheduler's only write to pods.
     """
+    Logs: _grpc.UnaryStreamMultiCallable[_types_pb2.PodLogsRequest, _types_pb2.LogChunk]
+    """A container's log, relayed from the pod's kubelet."""
+    Exec: _grpc.UnaryStreamMultiCallable[_types_pb2.ExecRequest, _types_pb2.ExecOutput]
+    """Runs a command in a container through the pod's kubelet."""
 
 @_typing.type_check_only
 class PodsAsyncStub(PodsStub):
@@ -316,6 +320,10 @@ class PodsAsyncStub(PodsStub):
     """Sets spec.nodeName if it is still empty (FAILED_PRECONDITION otherwise):
     the scheduler's only write to pods.
     """
+    Logs: _aio.UnaryStreamMultiCallable[_types_pb2.PodLogsRequest, _types_pb2.LogChunk]  # type: ignore[assignment]
+    """A container's log, relayed from the pod's kubelet."""
+    Exec: _aio.UnaryStreamMultiCallable[_types_pb2.ExecRequest, _types_pb2.ExecOutput]  # type: ignore[assignment]
+    """Runs a command in a container through the pod's kubelet."""
 
 class PodsServicer(metaclass=_abc_1.ABCMeta):
     """Pods: the Pod resource."""
@@ -389,6 +397,22 @@ class PodsServicer(metaclass=_abc_1.ABCMeta):
         """Sets spec.nodeName if it is still empty (FAILED_PRECONDITION otherwise):
         the scheduler's only write to pods.
         """
+
+    @_abc_1.abstractmethod
+    def Logs(
+        self,
+        request: _types_pb2.PodLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.LogChunk], _abc.AsyncIterator[_types_pb2.LogChunk]]:
+        """A container's log, relayed from the pod's kubelet."""
+
+    @_abc_1.abstractmethod
+    def Exec(
+        self,
+        request: _types_pb2.ExecRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.ExecOutput], _abc.AsyncIterator[_types_pb2.ExecOutput]]:
+        """Runs a command in a container through the pod's kubelet."""
 
 def add_PodsServicer_to_server(servicer: PodsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

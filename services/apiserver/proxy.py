@@ -1,0 +1,107 @@
+"""Relays Pods.Logs and Pods.Exec to the kubelet of the pod's node, as
+kube-apiserver proxies ``pods/log`` and ``pods/exec``.
+
+The kubelet is found through its Node object: the InternalIP address and
+the port published in status.daemonEndpoints.kubeletEndpoint. Channels are
+kept per kubelet address. Errors from the kubelet pass through with their
+status; an unreachable kubelet is UNAVAILABLE naming the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from services.api.gen.kybernetes.kubelet.v1 import kubelet_pb2_grpc
+from services.apiserver import errors
+from services.apiserver.errors import quote
+from services.apiserver.registry import Registry
+from services.machinery import channel as channels
+
+DEFAULT_KUBELET_PORT = 10250
+
+
+def kubelet_address(node: Any) -> str:
+    """HOST:PORT of a node's kubelet gRPC service."""
+    addresses = {a.type: a.address for a in node.status.addresses}
+    host = addresses.get("InternalIP") or addresses.get("Hostname") or node.metadata.name
+    port = node.status.daemon_endpoints.kubelet_endpoint.port or DEFAULT_KUBELET_PORT
+    return f"{host}:{port}"
+
+
+def choose_container(pod: Any, requested: str) -> str:
+    """The container a logs/exec request means (kubectl's rules)."""
+    names = [c.name for c in pod.spec.containers]
+    init = [c.name for c in pod.spec.init_containers]
+    if requested:
+        if requested not in names and requested not in init:
+            raise errors.bad_request(
+                f"container {quote(requested)} is not valid for pod {quote(pod.metadata.name)}")
+        return requested
+    if len(names) == 1:
+        return names[0]
+    raise errors.bad_request(
+        f"a container name must be specified for pod {quote(pod.metadata.name)}, choose one "
+        f"of: [{' '.join(names)}]")
+
+
+class KubeletProxy:
+    def __init__(self, pods: Registry, nodes: Registry):
+        self.pods = pods
+        self.nodes = nodes
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def _target(self, namespace: str, name: str, container: str) -> tuple[Any, str, str]:
+        pod = await self.pods.get(namespace or "default", name)
+        if not pod.spec.node_name:
+            raise errors.precondition(f"pod {quote(name)} does not have a host assigned")
+        node = await self.nodes.get("", pod.spec.node_name)
+        address = kubelet_address(node)
+        if address not in self._channels:
+            self._channels[address] = channels.insecure_channel(address)
+        stub = kubelet_pb2_grpc.KubeletStub(self._channels[address])
+        return stub, choose_container(pod, container), pod.spec.node_name
+
+    async def _relay(self, call: Any, node: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in call:
+                yield chunk.SerializeToString()
+        except grpc.aio.AioRpcError as err:
+            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise errors.unavailable(
+                    f"unable to reach the kubelet on node {quote(node)}: {err.details()}") from None
+            raise errors.ApiStatus(err.code(), err.details() or err.code().name) from None
+        finally:
+            call.cancel()
+
+    async def logs(self, request: Any) -> AsyncIterator[bytes]:
+        stub, container, node = await self._target(request.namespace, request.name,
+                                                   request.container)
+        forwarded = type(request)()
+        forwarded.CopyFrom(request)
+        forwarded.namespace = request.namespace or "default"
+        forwarded.container = container
+        # Following has no natural end: no deadline; otherwise a generous one.
+        call = stub.Logs(forwarded, timeout=None if request.follow else 60)
+        async for data in self._relay(call, node):
+            yield data
+
+    async def exec(self, request: Any) -> AsyncIterator[bytes]:
+        if not request.command:
+            raise errors.bad_request("command is required")
+        stub, container, node = await self._target(request.namespace, request.name,
+                                                   request.container)
+        forwarded = type(request)()
+        forwarded.CopyFrom(request)
+        forwarded.namespace = request.namespace or "default"
+        forwarded.container = container
+        timeout = (request.timeout_seconds or 60) + 10
+        async for data in self._relay(stub.Exec(forwarded, timeout=timeout), node):
+            yield data
+
+    async def close(self) -> None:
+        for chan in self._channels.values():
+            await chan.close()
+        self._channels.clear()
