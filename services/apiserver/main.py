@@ -14,7 +14,7 @@ from services.apiserver.etcd_process import EtcdProcess
 from services.apiserver.server import ApiServer
 from services.apiserver.storage import Storage
 from services.machinery.httpserver import HttpServer
-from services.machinery.logs import setup_logging
+from services.machinery.logs import install_task_dump, setup_logging
 
 log = logging.getLogger("kyb-apiserver")
 
@@ -70,6 +70,7 @@ async def serve(opts: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main_task.cancel)
+    install_task_dump(loop)
     try:
         await http.start()
         await server.start(opts.bind_address, opts.port)

@@ -76,13 +76,18 @@ class KubeletProxy:
         finally:
             call.cancel()
 
-    async def logs(self, request: Any) -> AsyncIterator[bytes]:
+    async def _forward(self, request: Any) -> tuple[Any, Any, str]:
+        """The kubelet stub, the request as the kubelet gets it, and the node."""
         stub, container, node = await self._target(request.namespace, request.name,
                                                    request.container)
         forwarded = type(request)()
         forwarded.CopyFrom(request)
         forwarded.namespace = request.namespace or "default"
         forwarded.container = container
+        return stub, forwarded, node
+
+    async def logs(self, request: Any) -> AsyncIterator[bytes]:
+        stub, forwarded, node = await self._forward(request)
         # Following has no natural end: no deadline; otherwise a generous one.
         call = stub.Logs(forwarded, timeout=None if request.follow else 60)
         async for data in self._relay(call, node):
@@ -91,12 +96,7 @@ class KubeletProxy:
     async def exec(self, request: Any) -> AsyncIterator[bytes]:
         if not request.command:
             raise errors.bad_request("command is required")
-        stub, container, node = await self._target(request.namespace, request.name,
-                                                   request.container)
-        forwarded = type(request)()
-        forwarded.CopyFrom(request)
-        forwarded.namespace = request.namespace or "default"
-        forwarded.container = container
+        stub, forwarded, node = await self._forward(request)
         timeout = (request.timeout_seconds or 60) + 10
         async for data in self._relay(stub.Exec(forwarded, timeout=timeout), node):
             yield data

@@ -57,6 +57,58 @@ def _serialize(msg: Any) -> bytes:
     return msg.SerializeToString()
 
 
+def _status_for(err: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """The status a request error maps to; None for a bug (INTERNAL)."""
+    if isinstance(err, errors.ApiStatus):
+        return err.code, err.message
+    if isinstance(err, StorageError):
+        return grpc.StatusCode.UNAVAILABLE, errors.one_line(f"storage unavailable: {err}")
+    if isinstance(err, WatcherClosed):
+        return grpc.StatusCode.UNAVAILABLE, str(err)
+    if isinstance(err, TooOld):
+        return grpc.StatusCode.OUT_OF_RANGE, str(err)
+    return None
+
+
+class _CallScope:
+    """Wraps one RPC: turns whatever it raises into its gRPC status (one
+    line; a bug becomes INTERNAL and is logged), and counts it in
+    apiserver_request_total (and, when ``timed``, the duration histogram)."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, verb: str, resource: str,
+                 timed: bool = False):
+        self.context, self.verb, self.resource, self.timed = context, verb, resource, timed
+
+    async def __aenter__(self) -> _CallScope:
+        self.started = time.perf_counter()
+        return self
+
+    async def __aexit__(self, exc_type: Any, err: BaseException | None, tb: Any) -> bool:
+        code = grpc.StatusCode.OK
+        try:
+            if err is None:
+                return False
+            if isinstance(err, (asyncio.CancelledError, GeneratorExit)):
+                code = grpc.StatusCode.CANCELLED
+                return False
+            if self.context.code() is not None:  # abort() already ran and raised
+                code = self.context.code()
+                return False
+            mapped = _status_for(err)
+            if mapped is None:
+                log.error("%s %s failed", self.verb, self.resource, exc_info=err)
+                mapped = (grpc.StatusCode.INTERNAL,
+                          f"internal error in {self.verb} {self.resource}")
+            code = mapped[0]
+            await self.context.abort(*mapped)
+            return False
+        finally:
+            metrics.REQUESTS.labels(self.verb, self.resource, code.name).inc()
+            if self.timed:
+                metrics.REQUEST_DURATION.labels(self.verb, self.resource).observe(
+                    time.perf_counter() - self.started)
+
+
 class ApiServer:
     """Owns the storage, one watch cache and registry per kind, and the gRPC server."""
 
@@ -84,12 +136,13 @@ class ApiServer:
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self._tasks: list[asyncio.Task] = []
+        self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self, host: str = "0.0.0.0", port: int = 6443) -> int:
         for cache in self.caches.values():
-            self._tasks.append(asyncio.create_task(cache.run(), name=f"cache-{cache.kind.kind}"))
+            self._run_cache(cache)
         await asyncio.gather(*(c.ready.wait() for c in self.caches.values()))
         await self._ensure_namespaces()
         self.server = grpc.aio.server(options=channel.SERVER_OPTIONS)
@@ -112,7 +165,23 @@ class ApiServer:
         log.info("API server listening on %s:%d", host, self.port)
         return self.port
 
+    def _run_cache(self, cache: WatchCache) -> None:
+        """Run a cache's loop; should it ever end while serving, say so and
+        start it again, so that a kind's watches can never silently stop."""
+        task = asyncio.create_task(cache.run(), name=f"cache-{cache.kind.kind}")
+        self._tasks.append(task)
+
+        def ended(done: asyncio.Task) -> None:
+            if self._stopping:
+                return
+            error = None if done.cancelled() else done.exception()
+            log.error("watch cache %s stopped (%r); restarting it", cache.kind.resource, error)
+            self._tasks.remove(done)
+            self._run_cache(cache)
+        task.add_done_callback(ended)
+
     async def stop(self, grace: float = 2.0) -> None:
+        self._stopping = True
         await self.health.enter_graceful_shutdown()
         for cache in self.caches.values():
             for watcher in list(cache.watchers):
@@ -207,35 +276,13 @@ class ApiServer:
             decode = _decoder(request_type)
 
             async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                started = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
+                async with _CallScope(context, verb, resource, timed=True):
                     request = decode(raw)
                     if check_size and request.ByteSize() > MAX_OBJECT_BYTES:
                         raise errors.too_large(
                             f"Request entity too large: {request.ByteSize()} bytes, limit is "
                             f"{MAX_OBJECT_BYTES}")
                     return await fn(request)
-                except errors.ApiStatus as err:
-                    code = err.code
-                    await context.abort(err.code, err.message)
-                except StorageError as err:
-                    code = grpc.StatusCode.UNAVAILABLE
-                    await context.abort(code, f"storage unavailable: {err}")
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except Exception:
-                    if context.code() is not None:  # abort() already set it
-                        code = context.code()
-                        raise
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("%s %s failed", verb, resource)
-                    await context.abort(code, f"internal error in {verb} {resource}")
-                finally:
-                    metrics.REQUESTS.labels(verb, resource, code.name).inc()
-                    metrics.REQUEST_DURATION.labels(verb, resource).observe(
-                        time.perf_counter() - started)
             return grpc.unary_unary_rpc_method_handler(
                 handle, request_deserializer=_identity, response_serializer=_serialize)
 
@@ -243,80 +290,39 @@ class ApiServer:
 
         async def watch(raw: bytes, context: grpc.aio.ServicerContext):
             started = time.perf_counter()
-            code = grpc.StatusCode.OK
             watcher = None
-            try:
-                request = decode_watch(raw)
-                watcher = await registry.watch(request.namespace, request.label_selector,
-                                               request.field_selector, request.resource_version,
-                                               request.allow_bookmarks)
-                metrics.REQUEST_DURATION.labels("watch", resource).observe(
-                    time.perf_counter() - started)
-                deadline = (asyncio.get_running_loop().time() + request.timeout_seconds
-                            if request.timeout_seconds > 0 else None)
-                while True:
-                    if deadline is None:
-                        data = await watcher.next()
-                    else:
-                        remaining = deadline - asyncio.get_running_loop().time()
-                        if remaining <= 0:
+            async with _CallScope(context, "watch", resource):
+                try:
+                    request = decode_watch(raw)
+                    watcher = await registry.watch(
+                        request.namespace, request.label_selector, request.field_selector,
+                        request.resource_version, request.allow_bookmarks)
+                    metrics.REQUEST_DURATION.labels("watch", resource).observe(
+                        time.perf_counter() - started)
+                    loop = asyncio.get_running_loop()
+                    deadline = (loop.time() + request.timeout_seconds
+                                if request.timeout_seconds > 0 else None)
+                    while True:
+                        remaining = None if deadline is None else deadline - loop.time()
+                        if remaining is not None and remaining <= 0:
                             return
                         try:
                             data = await asyncio.wait_for(watcher.next(), remaining)
                         except asyncio.TimeoutError:
                             return
-                    yield data
-            except errors.ApiStatus as err:
-                code = err.code
-                await context.abort(err.code, err.message)
-            except WatcherClosed as err:
-                code = grpc.StatusCode.UNAVAILABLE
-                await context.abort(code, str(err))
-            except TooOld as err:
-                code = grpc.StatusCode.OUT_OF_RANGE
-                await context.abort(code, str(err))
-            except Exception as err:
-                if isinstance(err, asyncio.CancelledError):
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                if context.code() is not None:
-                    code = context.code()
-                    raise
-                code = grpc.StatusCode.INTERNAL
-                log.exception("watch %s failed", resource)
-                await context.abort(code, f"internal error in watch {resource}")
-            finally:
-                if watcher is not None:
-                    watcher.cache.unregister(watcher)
-                metrics.REQUESTS.labels("watch", resource, code.name).inc()
+                        yield data
+                finally:
+                    if watcher is not None:
+                        watcher.cache.unregister(watcher)
 
         def relay(verb: str, request_type: Any, fn: Callable):
             """A server-streaming call whose messages come pre-serialized."""
             decode = _decoder(request_type)
 
             async def handle(raw: bytes, context: grpc.aio.ServicerContext):
-                code = grpc.StatusCode.OK
-                try:
+                async with _CallScope(context, verb, resource):
                     async for data in fn(decode(raw)):
                         yield data
-                except errors.ApiStatus as err:
-                    code = err.code
-                    await context.abort(err.code, err.message)
-                except StorageError as err:
-                    code = grpc.StatusCode.UNAVAILABLE
-                    await context.abort(code, f"storage unavailable: {err}")
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except Exception:
-                    if context.code() is not None:
-                        code = context.code()
-                        raise
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("%s %s failed", verb, resource)
-                    await context.abort(code, f"internal error in {verb} {resource}")
-                finally:
-                    metrics.REQUESTS.labels(verb, resource, code.name).inc()
             return grpc.unary_stream_rpc_method_handler(
                 handle, request_deserializer=_identity, response_serializer=_identity)
 

@@ -89,6 +89,14 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\x00"
 
 
+def _cancelled_by_us() -> bool:
+    """Whether a CancelledError means *this task* is being cancelled. grpc.aio
+    also raises CancelledError when a call dies because its channel was
+    closed (e.g. by a failover); that is a storage error, not a shutdown."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _kv(kv: rpc.KeyValue) -> KV:
     return KV(kv.key, kv.value, kv.mod_revision, kv.create_revision)
 
@@ -106,6 +114,7 @@ class Storage:
         self._index = 0
         self._client: aetcd.Client | None = None
         self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task] = set()
 
     # -- connection ------------------------------------------------------------
 
@@ -124,10 +133,18 @@ class Storage:
             if self._client is failed:
                 self._client = None
                 self._index = (self._index + 1) % len(self.endpoints)
-                try:
-                    await failed.close()
-                except Exception:  # closing a broken channel may itself fail
-                    pass
+                # Never wait for the old client under the lock: closing a
+                # broken connection can stall, and every call needs the lock.
+                task = asyncio.create_task(self._close_quietly(failed))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close_quietly(client: aetcd.Client) -> None:
+        try:
+            await asyncio.wait_for(client.close(), 5)
+        except Exception:  # a broken channel may fail or stall on close
+            pass
 
     async def _call(self, operation: str, kind: str, fn):
         """Run ``fn(client)`` with retry on UNAVAILABLE across endpoints."""
@@ -139,6 +156,11 @@ class Storage:
             started = time.perf_counter()
             try:
                 return await fn(client)
+            except asyncio.CancelledError:
+                if _cancelled_by_us() or loop.time() + delay > give_up:
+                    raise
+                await asyncio.sleep(delay)  # the channel was closed under us: retry
+                delay = min(delay * 2, 1.0)
             except grpc.aio.AioRpcError as err:
                 code = err.code()
                 if code == grpc.StatusCode.OUT_OF_RANGE:
@@ -312,6 +334,10 @@ class Storage:
                                      e.type == rpc.Event.DELETE) for e in resp.events]
                 revision = events[-1].mod_revision if events else resp.header.revision
                 yield WatchBatch(events, revision)
+        except asyncio.CancelledError:
+            if _cancelled_by_us():
+                raise
+            raise StorageError("etcd watch: the connection was closed") from None
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.UNAVAILABLE:
                 await self._fail_over(client)

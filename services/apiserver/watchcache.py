@@ -190,7 +190,9 @@ class WatchCache:
                     backoff = 0.1
                     self._apply(batch.events, batch.revision)
             except asyncio.CancelledError:
-                raise
+                if asyncio.current_task().cancelling():
+                    raise
+                log.warning("watch cache %s: etcd call cancelled; rewatching", self.kind.resource)
             except CompactedError:
                 log.warning("watch cache %s: etcd compacted past revision %d; relisting",
                             self.kind.resource, self.revision)

@@ -29,3 +29,22 @@ def setup_logging(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("grpc").setLevel(logging.WARNING)
+
+
+def install_task_dump(loop) -> None:
+    """On SIGUSR1, log the stack of every asyncio task: the way to see what a
+    daemon that seems stuck is waiting for (`kill -USR1 PID`)."""
+    import asyncio
+    import io
+    import signal
+
+    def dump() -> None:
+        out = io.StringIO()
+        for task in asyncio.all_tasks(loop):
+            out.write(f"--- {task.get_name()}\n")
+            for frame in task.get_stack(limit=12):
+                code = frame.f_code
+                out.write(f"    {code.co_filename}:{frame.f_lineno} in {code.co_name}\n")
+        logging.getLogger("taskdump").warning("asyncio tasks:\n%s", out.getvalue())
+
+    loop.add_signal_handler(signal.SIGUSR1, dump)
