@@ -15,10 +15,11 @@ log = logging.getLogger(__name__)
 
 class EtcdProcess:
     def __init__(self, data_dir: pathlib.Path, client_port: int = 2379, peer_port: int = 2380,
-                 host: str = "127.0.0.1", binary: str = "etcd"):
+                 host: str = "127.0.0.1", binary: str = "etcd", progress_interval: float = 1.0):
         self.data_dir = data_dir
         self.client_port, self.peer_port, self.host = client_port, peer_port, host
         self.binary = binary
+        self.progress_interval = progress_interval
         self.process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task | None = None
         self._stopping = False
@@ -37,7 +38,9 @@ class EtcdProcess:
             "--initial-cluster", f"kyb-etcd={peer}",
             # Room for the API's 3 MiB objects plus transaction overhead.
             "--max-request-bytes", str(8 * 1024 * 1024),
-            "--experimental-watch-progress-notify-interval", "5s",
+            # Progress notifications become BOOKMARKs for idle watchers.
+            "--experimental-watch-progress-notify-interval",
+            f"{max(int(self.progress_interval * 1000), 100)}ms",
             "--log-level", "warn",
         ]
 

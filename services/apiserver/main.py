@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--watch-cache-size", type=int, default=1024,
                    help="events of history kept per kind for resuming watches")
     p.add_argument("--bookmark-interval", type=float, default=1.0,
-                   help="seconds between BOOKMARK events to idle watchers")
+                   help="seconds between etcd progress notifications, which become BOOKMARK "
+                        "events, for the embedded etcd (with --etcd-servers, set etcd's "
+                        "--experimental-watch-progress-notify-interval instead)")
     p.add_argument("--etcd-compaction-interval", type=float, default=300.0,
                    help="seconds between etcd compactions (0: never)")
     p.add_argument("--etcd-timeout", type=float, default=5.0, help="deadline of each etcd call")
@@ -55,14 +57,13 @@ async def serve(opts: argparse.Namespace) -> int:
         endpoints = [e.strip() for e in opts.etcd_servers.split(",") if e.strip()]
     else:
         etcd = EtcdProcess(opts.data_dir / "etcd", opts.embedded_etcd_port,
-                           opts.embedded_etcd_port + 1)
+                           opts.embedded_etcd_port + 1, progress_interval=opts.bookmark_interval)
         await etcd.start()
         endpoints = [etcd.endpoint]
     storage = Storage(endpoints, timeout=opts.etcd_timeout, retry_for=60.0)
     server = ApiServer(storage, service_cidr=opts.service_cluster_ip_range,
                        node_ports=allocator.parse_port_range(opts.service_node_port_range),
                        watch_cache_size=opts.watch_cache_size,
-                       bookmark_every=opts.bookmark_interval,
                        compaction_interval=opts.etcd_compaction_interval)
     http = HttpServer(opts.bind_address, opts.metrics_port, health=server.healthy)
     # A signal cancels whatever is under way, start-up included.

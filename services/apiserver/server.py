@@ -115,7 +115,7 @@ class ApiServer:
     def __init__(self, storage: Storage, *,
                  service_cidr: str = allocator.DEFAULT_SERVICE_CIDR,
                  node_ports: allocator.NodePortRange | None = None,
-                 watch_cache_size: int = 1024, bookmark_every: float = 1.0,
+                 watch_cache_size: int = 1024,
                  compaction_interval: float = 300.0):
         self.storage = storage
         self.compaction_interval = compaction_interval
@@ -124,8 +124,7 @@ class ApiServer:
         options = {"ip_range": allocator.ServiceIPRange(service_cidr),
                    "port_range": node_ports or allocator.NodePortRange()}
         for kind in kinds.KINDS:
-            self.caches[kind.kind] = WatchCache(kind, storage, history=watch_cache_size,
-                                                bookmark_every=bookmark_every)
+            self.caches[kind.kind] = WatchCache(kind, storage, history=watch_cache_size)
         ns_cache = self.caches["Namespace"]
         for kind in kinds.KINDS:
             self.registries[kind.kind] = Registry(

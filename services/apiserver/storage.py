@@ -296,32 +296,27 @@ class Storage:
 
     # -- watch -------------------------------------------------------------------
 
-    async def watch(self, prefix: bytes, start_revision: int, *,
-                    progress_every: float = 1.0) -> AsyncIterator[WatchBatch]:
+    async def watch(self, prefix: bytes, start_revision: int) -> AsyncIterator[WatchBatch]:
         """Every change under ``prefix`` from ``start_revision`` (inclusive),
-        in batches, plus empty batches reporting progress about every
-        ``progress_every`` seconds. Ends with StorageError when the stream
-        breaks, :class:`CompactedError` if the start is compacted."""
+        in batches, plus empty batches when etcd reports progress. Ends with
+        StorageError when the stream breaks, :class:`CompactedError` if the
+        start is compacted.
+
+        Progress comes only from etcd's timed notifications (progress_notify;
+        etcd sends them to watchers that have caught up, in order with the
+        events). Hand-requested progress (WatchProgressRequest) is not used:
+        etcd 3.4 may answer it with a revision whose events are still on
+        their way (etcd-io/etcd#15220), which would make events look seen.
+        """
         client = await self._connected()
-        requests: asyncio.Queue[rpc.WatchRequest | None] = asyncio.Queue()
-        await requests.put(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
-            key=prefix, range_end=prefix_end(prefix), start_revision=start_revision,
-            prev_kv=True, progress_notify=True)))
 
         async def request_stream():
-            while True:
-                item = await requests.get()
-                if item is None:
-                    return
-                yield item
-
-        async def ask_progress():
-            while True:
-                await asyncio.sleep(progress_every)
-                await requests.put(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
+            yield rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+                key=prefix, range_end=prefix_end(prefix), start_revision=start_revision,
+                prev_kv=True, progress_notify=True))
+            await asyncio.Event().wait()  # keep the request side open
 
         stream = rpc.WatchStub(client.channel).Watch(request_stream())
-        ticker = asyncio.create_task(ask_progress())
         try:
             async for resp in stream:
                 if resp.compact_revision:
@@ -343,6 +338,4 @@ class Storage:
                 await self._fail_over(client)
             raise StorageError(f"etcd watch: {err.code().name}: {err.details()}") from err
         finally:
-            ticker.cancel()
             stream.cancel()
-            await requests.put(None)

@@ -161,16 +161,18 @@ class WatchCache:
     """The current state and recent history of one kind, kept by one etcd watch."""
 
     def __init__(self, kind: Kind, storage: Storage, *, history: int = 1024,
-                 max_watcher_queue: int = 10_000, bookmark_every: float = 1.0):
+                 max_watcher_queue: int = 10_000):
         self.kind = kind
         self.storage = storage
         self.objects: dict[bytes, Message] = {}
         self.history: collections.deque[CacheEvent] = collections.deque(maxlen=history)
         self.oldest = 0       # history is complete for revisions > oldest
         self.revision = 0     # every change up to here has been applied
+        # Events are deduplicated on what was really applied, never on a
+        # progress report: a report can never make an event look seen.
+        self.last_event_revision = 0
         self.watchers: set[Watcher] = set()
         self.max_watcher_queue = max_watcher_queue
-        self.bookmark_every = bookmark_every
         self.ready = asyncio.Event()
         self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
@@ -185,8 +187,7 @@ class WatchCache:
                 if not self.ready.is_set():
                     await self._relist(prefix)
                     self.ready.set()
-                async for batch in self.storage.watch(prefix, self.revision + 1,
-                                                      progress_every=self.bookmark_every):
+                async for batch in self.storage.watch(prefix, self.revision + 1):
                     backoff = 0.1
                     self._apply(batch.events, batch.revision)
             except asyncio.CancelledError:
@@ -221,14 +222,15 @@ class WatchCache:
             watcher.close(TooOld("the watch cache was rebuilt; relist"))
         self.objects = objects
         self.history.clear()
-        self.oldest = self.revision = revision
+        self.oldest = self.revision = self.last_event_revision = revision
         metrics.STORAGE_OBJECTS.labels(self.kind.resource).set(len(objects))
         self._wake_revision_waiters()
 
     def _apply(self, events: list, revision: int) -> None:
         for ev in events:
-            if ev.mod_revision <= self.revision:
+            if ev.mod_revision <= self.last_event_revision:
                 continue  # already seen (a rewatch can overlap)
+            self.last_event_revision = ev.mod_revision
             prev = self.objects.get(ev.key)
             if ev.deleted:
                 if prev is None:

@@ -72,7 +72,7 @@ class EtcdProcess:
              "--listen-client-urls", client, "--advertise-client-urls", client,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"test={peer}", "--max-request-bytes", str(8 << 20),
-             "--experimental-watch-progress-notify-interval", "5s", "--log-level", "warn"],
+             "--experimental-watch-progress-notify-interval", "1s", "--log-level", "warn"],
             stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port("127.0.0.1", self.client_port, 30, self.proc, log)
 

@@ -112,3 +112,15 @@ def test_watchcache_slow_watcher_is_closed_not_unbounded():
     watcher.max_queue = 3
     cache._apply([_pod_event(f"p{i}", i) for i in range(1, 10)], 9)
     assert watcher.closed and watcher not in cache.watchers
+
+
+def test_watchcache_progress_ahead_of_events_drops_nothing():
+    """etcd 3.4 may report progress past events still in flight
+    (etcd-io/etcd#15220): those events must still be applied and sent."""
+    cache = _cache()
+    cache._apply([_pod_event("a", 2)], 2)
+    watcher = cache.watch(2, _all, bookmarks=False)
+    cache._apply([], 5)  # a progress report claiming 5 before 3..5 arrived
+    cache._apply([_pod_event("b", 3), _pod_event("c", 5)], 5)
+    assert _drain(watcher) == [("ADDED", "b", "3"), ("ADDED", "c", "5")]
+    assert sorted(o.metadata.name for o in cache.objects.values()) == ["a", "b", "c"]
