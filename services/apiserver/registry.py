@@ -361,6 +361,7 @@ class Registry:
             new = _copy(obj)
             new.metadata.resource_version = ""
             self._mark_deleting(new, grace_period, propagation_policy)
+            self.strategy.prepare_delete(new)
             try:
                 if self._deletable(new):
                     return await self._remove(new, revision)

@@ -234,7 +234,7 @@ async def test_namespace_deletion_deletes_its_objects(client):
     await client.resource("pods").create(objects.pod("p", ns))
     await client.resource("svc").create(objects.service("s", ns))
     marked = await client.resource("ns").delete(ns)
-    assert marked.status.phase == "Active" or marked.metadata.HasField("deletion_timestamp")
+    assert marked.status.phase == "Terminating" and marked.metadata.HasField("deletion_timestamp")
     with pytest.raises(errors.PreconditionFailed, match="terminated"):
         await client.resource("pods").create(objects.pod("late", ns))
 

@@ -106,3 +106,7 @@ class Strategy:
     def blocks_deletion(self, obj: Message) -> bool:
         """Whether something other than metadata.finalizers holds the object."""
         return False
+
+    def prepare_delete(self, obj: Message) -> None:
+        """Changes a kind makes when its deletion is requested (after
+        deletionTimestamp is set)."""

@@ -27,3 +27,6 @@ class NamespaceStrategy(Strategy):
 
     def blocks_deletion(self, obj: Message) -> bool:
         return len(obj.spec.finalizers) > 0
+
+    def prepare_delete(self, obj: Message) -> None:
+        obj.status.phase = "Terminating"
