@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from services.api import convert, kinds
-from services.ctl import apply, create, delete, describe, get, resources
+from services.ctl import apply, create, delete, describe, get, logs, node, resources, rollout, scale
+from services.ctl import exec as exec_
 from services.ctl import errors as ctl_errors
 from services.ctl.context import CommandError, Context
 from services.machinery import ApiError, Client, Unavailable, config
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_flags(parent, suppress=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
-    for module in (apply, get, describe, delete, create):
+    for module in (apply, get, describe, delete, create, logs, exec_, scale, rollout, node):
         module.register(subparsers, parent)
     return parser
 

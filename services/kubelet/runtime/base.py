@@ -41,6 +41,11 @@ class ImagePullError(RuntimeError_):
     """The image is not present and could not be pulled (ErrImagePull)."""
 
 
+class NotFoundError(RuntimeError_):
+    """The container or sandbox does not exist (any more): removed behind
+    the kubelet's back, or already cleaned up. Removals tolerate it."""
+
+
 class ContainerState(str, enum.Enum):
     CREATED = "created"
     RUNNING = "running"
