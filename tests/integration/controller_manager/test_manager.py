@@ -179,7 +179,7 @@ async def test_manager_in_process_runs_and_stops_controllers(client, namespace):
     try:
         await client.resource("services").create(objects.service("web", namespace))
         await make_ready_pod(client, namespace, "a", "10.244.8.1")
-        await wait_until(lambda: _ips_are(client, namespace, ["10.244.8.1"]), timeout=20,
+        await wait_until(lambda: _ips_are(client, namespace, ["10.244.8.1"]), timeout=60,
                          message="endpoints from the in-process manager")
     finally:
         task.cancel()
