@@ -129,6 +129,19 @@ class Registry:
             raise errors.not_found(self.kind.resource, name)
         return decode(self.kind, kv.value, kv.mod_revision), kv.mod_revision
 
+    async def _read_for_write(self, namespace: str, name: str, attempt: int,
+                              expected: str = "") -> tuple[Message, int]:
+        """The object a read-modify-write starts from. The first attempt may
+        use the watch cache: the write's compare on mod_revision rejects a
+        stale copy, and the retry then reads etcd. This saves one etcd round
+        trip for most updates and bindings."""
+        if attempt == 0:
+            cached = self.cache.get(self.key(namespace, name))
+            if cached is not None and (not expected
+                                       or cached.metadata.resource_version == expected):
+                return _copy(cached), int(cached.metadata.resource_version)
+        return await self._read(namespace, name)
+
     # -- create ------------------------------------------------------------------------
 
     async def create(self, obj: Message) -> Message:
@@ -254,8 +267,8 @@ class Registry:
         wanted = meta.resource_version
         if wanted:
             parse_resource_version(wanted)
-        for _ in range(_MAX_RETRIES):
-            old, revision = await self._read(meta.namespace, meta.name)
+        for attempt in range(_MAX_RETRIES):
+            old, revision = await self._read_for_write(meta.namespace, meta.name, attempt, wanted)
             if wanted and wanted != str(revision):
                 raise errors.conflict(self.kind.resource, meta.name)
             if meta.uid and meta.uid != old.metadata.uid:
@@ -277,7 +290,7 @@ class Registry:
             try:
                 return await self._write(new, old, revision)
             except ConflictError:
-                if wanted:
+                if wanted and attempt > 0:
                     raise errors.conflict(self.kind.resource, meta.name) from None
         raise errors.conflict(self.kind.resource, meta.name)
 
@@ -399,8 +412,8 @@ class Registry:
             raise errors.bad_request("target.name (the node) is required")
         if target.kind not in ("", "Node"):
             raise errors.bad_request(f'target.kind must be "Node", not {quote(target.kind)}')
-        for _ in range(_MAX_RETRIES):
-            pod, revision = await self._read(namespace, meta.name)
+        for attempt in range(_MAX_RETRIES):
+            pod, revision = await self._read_for_write(namespace, meta.name, attempt)
             if meta.uid and meta.uid != pod.metadata.uid:
                 raise errors.precondition(f"pod {quote(meta.name)} has another UID")
             if pod.metadata.HasField("deletion_timestamp"):
@@ -435,11 +448,14 @@ class Registry:
 
 
 def _set_condition(pod: Message, type_: str, status: str) -> None:
+    """Set a pod condition as Kubernetes' binding does: the whole condition
+    is replaced (a stale reason or message from an earlier failure goes)."""
     for cond in pod.status.conditions:
         if cond.type == type_:
             if cond.status != status:
-                cond.status = status
                 cond.last_transition_time.FromSeconds(_now_seconds())
+            cond.status = status
+            cond.reason = cond.message = ""
             return
     cond = pod.status.conditions.add(type=type_, status=status)
     cond.last_transition_time.FromSeconds(_now_seconds())
