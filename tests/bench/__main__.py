@@ -1,4 +1,4 @@
-"""``python -m tests.bench [api|fanout] [--quick] ...``: run the benchmarks.
+"""``python -m tests.bench [NAME] [--quick] ...``: run the benchmarks.
 
 Without a name it runs every benchmark in turn, each with its defaults
 (``--quick`` shortens them). Figures are printed, never asserted.
@@ -7,6 +7,8 @@ Without a name it runs every benchmark in turn, each with its defaults
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
 import sys
 import time
 
@@ -15,9 +17,33 @@ import grpc
 from services.machinery import ApiError
 from tests.bench import api, fanout
 
+
+
+class QuickOnly:
+    """Adapts a benchmark module whose only entry is ``async run(quick)`` to
+    the runner's add_arguments/config_from/run protocol."""
+
+    def __init__(self, module_name: str):
+        self.module = importlib.import_module(module_name)
+        self.__doc__ = self.module.__doc__
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def config_from(self, opts: argparse.Namespace) -> bool:
+        return bool(getattr(opts, "quick", False))
+
+    def run(self, quick: bool) -> None:
+        asyncio.run(self.module.run(quick))
+
+
 BENCHMARKS = {
     "api": (api, "API request throughput: pod creates vs raw etcd and a no-op gRPC server"),
     "fanout": (fanout, "watch fan-out latency and the highest create rate watchers keep up with"),
+    "scheduler": (QuickOnly("tests.bench.scheduler"),
+                  "scheduling throughput and latency with hollow nodes (100/1000/5000 nodes)"),
+    "kube-proxy": (QuickOnly("tests.bench.kube_proxy"),
+                   "iptables rule programming at 1000/5000 services vs bare iptables-restore"),
 }
 
 
