@@ -22,6 +22,7 @@ from services.controller_manager.nodeipam import (
 )
 from services.machinery import Client, LeaderElector
 from services.machinery.config import resolve_servers
+from services.machinery import flags
 from services.machinery.httpserver import HttpServer
 from services.machinery.logs import setup_logging
 
@@ -30,43 +31,6 @@ log = logging.getLogger("kyb-controller-manager")
 LEASE_NAME = "kube-controller-manager"
 LEASE_NAMESPACE = "kube-system"
 EXIT_LEADERSHIP_LOST = 1
-
-
-def _duration(text: str) -> float:
-    """Seconds, written as Kubernetes durations ("50s", "1m30s", "500ms")
-    or plain numbers."""
-    value = text.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    total, number = 0.0, ""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    i = 0
-    while i < len(value):
-        ch = value[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = "ms" if value.startswith("ms", i) else ch
-        if unit not in units or not number:
-            raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
-        total += float(number) * units[unit]
-        number = ""
-        i += len(unit)
-    if number:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (missing unit)")
-    return total
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,15 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bind-address", default="0.0.0.0", help="address for the metrics port")
     p.add_argument("--metrics-port", type=int, default=10257,
                    help="HTTP port for /metrics and /healthz (0: any free port)")
-    p.add_argument("--leader-elect", type=_bool, default=True, nargs="?", const=True,
-                   help="elect a leader through a Lease before running controllers")
-    p.add_argument("--leader-elect-lease-duration", type=_duration, default=15.0,
-                   help="how long a standby waits after the last renewal it saw before taking "
-                        "over (seconds or a duration like 15s)")
-    p.add_argument("--leader-elect-renew-deadline", type=_duration, default=10.0,
-                   help="how long the leader keeps trying to renew before it stops leading")
-    p.add_argument("--leader-elect-retry-period", type=_duration, default=2.0,
-                   help="time between attempts to acquire or renew the Lease")
+    flags.add_leader_election(p, "running controllers", LEASE_NAME, LEASE_NAMESPACE)
     p.add_argument("--controllers", default="*",
                    help="controllers to run: '*' for every default one, 'foo' to enable, "
                         "'-foo' to disable; known: " + ", ".join(cm.CONTROLLERS))
@@ -97,13 +53,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="CIDR range node pod CIDRs are allocated from")
     p.add_argument("--node-cidr-mask-size", type=int, default=DEFAULT_NODE_CIDR_MASK_SIZE,
                    help="prefix length of each node's pod CIDR")
-    p.add_argument("--node-monitor-grace-period", type=_duration, default=50.0,
+    p.add_argument("--node-monitor-grace-period", type=flags.duration, default=50.0,
                    help="how long a node may go without a heartbeat before it is marked "
                         "Unknown (Pods are then evicted after their NoExecute "
                         "tolerationSeconds, 300s unless they say otherwise)")
-    p.add_argument("--node-monitor-period", type=_duration, default=5.0,
+    p.add_argument("--node-monitor-period", type=flags.duration, default=5.0,
                    help="how often every node's health is checked")
-    p.add_argument("--node-startup-grace-period", type=_duration, default=60.0,
+    p.add_argument("--node-startup-grace-period", type=flags.duration, default=60.0,
                    help="grace for a node that has never posted its Ready condition")
     p.add_argument("--log-level", default="info", help="debug, info, warning or error")
     return p.parse_args(argv)
@@ -119,14 +75,7 @@ def validate(opts: argparse.Namespace) -> list[str]:
     for flag in ("node_monitor_grace_period", "node_monitor_period"):
         if getattr(opts, flag) <= 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be positive")
-    if opts.leader_elect:
-        # LeaderElector's own checks, with flag names in the message.
-        if opts.leader_elect_lease_duration <= opts.leader_elect_renew_deadline:
-            raise ValueError("--leader-elect-lease-duration must be greater than "
-                             "--leader-elect-renew-deadline")
-        if opts.leader_elect_renew_deadline <= 1.2 * opts.leader_elect_retry_period:
-            raise ValueError("--leader-elect-renew-deadline must be greater than 1.2 x "
-                             "--leader-elect-retry-period")
+    flags.check_leader_election(opts)
     for name in names:  # a controller whose module is missing fails now, clearly
         cm.load_controller(name)
     return names
@@ -170,13 +119,14 @@ async def run(opts: argparse.Namespace, names: list[str], servers: list[str]) ->
         log.info("serving metrics", extra={"port": http.port, "server": ",".join(servers)})
         if opts.leader_elect:
             elector = LeaderElector(
-                client, LEASE_NAME, LEASE_NAMESPACE,
+                client, opts.leader_elect_resource_name, opts.leader_elect_resource_namespace,
                 lease_duration=opts.leader_elect_lease_duration,
                 renew_deadline=opts.leader_elect_renew_deadline,
                 retry_period=opts.leader_elect_retry_period,
                 on_started_leading=run_controllers)
             log.info("waiting for leadership", extra={
-                "lease": f"{LEASE_NAMESPACE}/{LEASE_NAME}", "identity": elector.identity})
+                "lease": f"{opts.leader_elect_resource_namespace}/"
+                         f"{opts.leader_elect_resource_name}", "identity": elector.identity})
             await elector.run()
             log.error("leaderelection lost")
             code = EXIT_LEADERSHIP_LOST

@@ -13,15 +13,7 @@ from services.ctl import apply, resources
 from services.ctl import errors as ctl_errors
 from services.ctl.context import CommandError, Context
 from services.machinery import ApiError, Invalid, NotFound, Unavailable
-
-
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
+from services.machinery.flags import boolean
 
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -37,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--all", action="store_true", help="delete every object of KIND")
     parser.add_argument("--grace-period", type=int, default=-1, metavar="SECONDS",
                         help="seconds a pod gets to stop (0: at once; -1: the object's own)")
-    parser.add_argument("--wait", type=_bool, nargs="?", const=True, default=True,
+    parser.add_argument("--wait", type=boolean, nargs="?", const=True, default=True,
                         metavar="BOOL", help="wait until the objects are gone (default true)")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                         help="how long --wait waits (default 60)")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 from collections.abc import Sequence
 
 from services.api import convert, kinds
+from services.machinery.flags import duration  # noqa: F401 (commands import it from here)
 from services.ctl import apply, create, delete, describe, get, logs, node, resources, rollout, scale
 from services.ctl import exec as exec_
 from services.ctl import errors as ctl_errors
@@ -38,15 +38,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def duration(text: str) -> float:
-    """``--request-timeout``: seconds, or a Go-style duration (30s, 1m, 1h)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 30, 30s, 1m)")
-    value = float(match.group(1))
-    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
 
 
 def _global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:

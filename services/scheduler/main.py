@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import signal
 import sys
 
 from services.machinery import Client, LeaderElector, SharedInformerFactory
 from services.machinery.config import resolve_servers
+from services.machinery import flags
+from services.machinery.flags import boolean, duration  # noqa: F401 (re-exported for tests)
 from services.machinery.httpserver import HttpServer
 from services.machinery.leaderelection import default_identity
 from services.machinery.logs import install_task_dump, setup_logging
@@ -29,32 +30,6 @@ log = logging.getLogger("kyb-scheduler")
 LEASE_NAME = "kube-scheduler"
 LEASE_NAMESPACE = "kube-system"
 EXIT_LEADERSHIP_LOST = 1
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
-
-def duration(text: str) -> float:
-    """Seconds, as a plain number or a Kubernetes duration ("15s", "1m30s", "500ms")."""
-    value = text.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parts = _DURATION_PART.findall(value)
-    if not value or "".join(n + u for n, u in parts) != value:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 15s, 1m30s, 500ms)")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
-
-
-def boolean(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (true or false)")
-
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except None (those flags say in words what they default to)."""
@@ -74,20 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bind-address", default="0.0.0.0", help="address for the metrics port")
     p.add_argument("--metrics-port", type=int, default=10259,
                    help="HTTP port for /metrics and /healthz (0: any free port)")
-    p.add_argument("--leader-elect", type=boolean, default=True, nargs="?", const=True,
-                   help="elect a leader through a Lease before scheduling (run two or more "
-                        "replicas with this on)")
-    p.add_argument("--leader-elect-lease-duration", type=duration, default=15.0,
-                   help="how long a standby waits after the last renewal it saw before taking "
-                        "over (seconds or a duration like 15s)")
-    p.add_argument("--leader-elect-renew-deadline", type=duration, default=10.0,
-                   help="how long the leader keeps trying to renew before it stops leading")
-    p.add_argument("--leader-elect-retry-period", type=duration, default=2.0,
-                   help="time between attempts to acquire or renew the Lease")
-    p.add_argument("--leader-elect-resource-name", default=LEASE_NAME,
-                   help="name of the Lease used for leader election")
-    p.add_argument("--leader-elect-resource-namespace", default=LEASE_NAMESPACE,
-                   help="namespace of the Lease used for leader election")
+    flags.add_leader_election(p, "scheduling", LEASE_NAME, LEASE_NAMESPACE)
     p.add_argument("--scheduler-name", default=cfg.DEFAULT_SCHEDULER_NAME,
                    help="schedule pods whose spec.schedulerName is this (the profile name when "
                         "--config gives profiles without one)")
@@ -115,13 +77,7 @@ def load(opts: argparse.Namespace) -> tuple[cfg.SchedulerConfig, int]:
         percentage = config.percentage_of_nodes_to_score or 0
     if not 0 <= percentage <= 100:
         raise ValueError("--percentage-of-nodes-to-score must be from 0 to 100")
-    if opts.leader_elect:
-        if opts.leader_elect_lease_duration <= opts.leader_elect_renew_deadline:
-            raise ValueError("--leader-elect-lease-duration must be greater than "
-                             "--leader-elect-renew-deadline")
-        if opts.leader_elect_renew_deadline <= 1.2 * opts.leader_elect_retry_period:
-            raise ValueError("--leader-elect-renew-deadline must be greater than 1.2 x "
-                             "--leader-elect-retry-period")
+    flags.check_leader_election(opts)
     return config, percentage
 
 

@@ -63,7 +63,9 @@ async def test_scheduler_places_pods_where_resources_fit(client, namespace, make
     # A pod that fits the small node still goes there.
     await create_pod(client, namespace, "p3", name, cpu="500m")
     assert await wait_bound(client, namespace, "p3") == small
-    scheduled = await events_for(client, namespace, "p3", "Scheduled")
+    # Events are recorded asynchronously (rate-limited, as kube-scheduler's).
+    scheduled = await wait_until(lambda: events_for(client, namespace, "p3", "Scheduled"),
+                                 20, message="Scheduled event")
     assert [e.message for e in scheduled] == [f"Successfully assigned {namespace}/p3 to {small}"]
 
 
