@@ -42,6 +42,8 @@ BENCHMARKS = {
     "fanout": (fanout, "watch fan-out latency and the highest create rate watchers keep up with"),
     "scheduler": (QuickOnly("tests.bench.scheduler"),
                   "scheduling throughput and latency with hollow nodes (100/1000/5000 nodes)"),
+    "kubelet": (QuickOnly("tests.bench.kubelet"),
+                "pod startup latency with real containers vs plain docker run"),
     "kube-proxy": (QuickOnly("tests.bench.kube_proxy"),
                    "iptables rule programming at 1000/5000 services vs bare iptables-restore"),
 }
