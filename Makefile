@@ -8,11 +8,14 @@ STAMP  := $(VENV)/.installed
 STATE  ?= $(CURDIR)/.kyb
 PORT   ?= 6443
 
-.PHONY: help venv host proto test test-unit test-integration bench cluster cluster-down clean
+.PHONY: help venv host proto images test test-unit test-integration bench cluster cluster-down \
+        control-plane control-plane-down clean
 
 help:
-	@echo "make cluster       start Kybernetes (control plane on this machine for now)"
-	@echo "make cluster-down  stop it"
+	@echo "make cluster       a Kybernetes cluster in containers (NODES=2 ETCD=1 APISERVERS=1)"
+	@echo "make cluster-down  remove it (containers, networks, routes, volumes)"
+	@echo "make images        build the images (Debian base by debootstrap, no registry needed)"
+	@echo "make control-plane just the API server and its etcd as local processes"
 	@echo "make test          run the test suite (installs what is missing)"
 	@echo "make bench         run the benchmarks"
 	@echo "make proto         regenerate services/api/gen from proto/"
@@ -44,10 +47,20 @@ test-integration: host $(STAMP)
 bench: host $(STAMP)
 	$(PY) -m tests.bench
 
-cluster: host $(STAMP)
-	@deploy/local/up.sh "$(STATE)" "$(PORT)"
+images: host $(STAMP)
+	@deploy/images/build.sh
+
+cluster: images
+	@$(VENV)/bin/kyb-cluster up $(if $(NODES),--nodes $(NODES)) $(if $(ETCD),--etcd $(ETCD)) \
+		$(if $(APISERVERS),--apiservers $(APISERVERS))
 
 cluster-down:
+	@test -x $(VENV)/bin/kyb-cluster && $(VENV)/bin/kyb-cluster down || true
+
+control-plane: host $(STAMP)
+	@deploy/local/up.sh "$(STATE)" "$(PORT)"
+
+control-plane-down:
 	@deploy/local/down.sh "$(STATE)"
 
 clean:

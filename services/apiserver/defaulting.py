@@ -32,10 +32,16 @@ def set_api_version_and_kind(obj: Any) -> None:
     obj.kind = kind.kind
 
 
-def apply_defaults(obj: Any) -> None:
+def apply_defaults(obj: Any, *, not_ready_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                   unreachable_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
     """Fill every defaulted field of ``obj`` in place (a no-op for kinds with
-    nothing to default)."""
-    rule = _RULES.get(type(obj).DESCRIPTOR.name)
+    nothing to default). The toleration seconds are DefaultTolerationSeconds'
+    (kube-apiserver's --default-not-ready/unreachable-toleration-seconds)."""
+    name = type(obj).DESCRIPTOR.name
+    if name == "Pod":
+        _pod(obj, not_ready_seconds, unreachable_seconds)
+        return
+    rule = _RULES.get(name)
     if rule is not None:
         rule(obj)
 
@@ -43,9 +49,11 @@ def apply_defaults(obj: Any) -> None:
 # --- Pods ---------------------------------------------------------------------------------
 
 
-def _pod(pod: Any) -> None:
+def _pod(pod: Any, not_ready_seconds: int = DEFAULT_TOLERATION_SECONDS,
+         unreachable_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
     default_pod_spec(pod.spec)
-    _default_tolerations(pod.spec)
+    _default_tolerations(pod.spec, {NOT_READY_TAINT: not_ready_seconds,
+                                    UNREACHABLE_TAINT: unreachable_seconds})
     if not pod.status.phase:
         pod.status.phase = "Pending"
 
@@ -124,14 +132,15 @@ def _tolerates_no_execute(spec: Any, taint_key: str) -> bool:
                for t in spec.tolerations)
 
 
-def _default_tolerations(spec: Any) -> None:
+def _default_tolerations(spec: Any, seconds: dict[str, int]) -> None:
     """DefaultTolerationSeconds: tolerate a not-ready or unreachable node for
-    five minutes before eviction, unless the pod says otherwise."""
+    a while (five minutes by default) before eviction, unless the pod says
+    otherwise."""
     for key in (NOT_READY_TAINT, UNREACHABLE_TAINT):
         if not _tolerates_no_execute(spec, key):
             spec.tolerations.append(core.Toleration(
                 key=key, operator="Exists", effect="NoExecute",
-                toleration_seconds=DEFAULT_TOLERATION_SECONDS))
+                toleration_seconds=seconds[key]))
 
 
 # --- Services -----------------------------------------------------------------------------

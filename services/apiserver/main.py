@@ -38,6 +38,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="CIDR that Service ClusterIPs are allocated from")
     p.add_argument("--service-node-port-range", default="30000-32767",
                    help="range that NodePorts are allocated from")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds of the node.kubernetes.io/not-ready:NoExecute "
+                        "toleration added to every pod that has none")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds of the node.kubernetes.io/unreachable:NoExecute "
+                        "toleration added to every pod that has none")
     p.add_argument("--watch-cache-size", type=int, default=1024,
                    help="events of history kept per kind for resuming watches")
     p.add_argument("--bookmark-interval", type=float, default=1.0,
@@ -64,6 +70,8 @@ async def serve(opts: argparse.Namespace) -> int:
     server = ApiServer(storage, service_cidr=opts.service_cluster_ip_range,
                        node_ports=allocator.parse_port_range(opts.service_node_port_range),
                        watch_cache_size=opts.watch_cache_size,
+                       default_toleration_seconds=(opts.default_not_ready_toleration_seconds,
+                                                   opts.default_unreachable_toleration_seconds),
                        compaction_interval=opts.etcd_compaction_interval)
     http = HttpServer(opts.bind_address, opts.metrics_port, health=server.healthy)
     # A signal cancels whatever is under way, start-up included.

@@ -115,14 +115,16 @@ class ApiServer:
     def __init__(self, storage: Storage, *,
                  service_cidr: str = allocator.DEFAULT_SERVICE_CIDR,
                  node_ports: allocator.NodePortRange | None = None,
-                 watch_cache_size: int = 1024,
+                 watch_cache_size: int = 1024, default_toleration_seconds: tuple[int, int] = (300, 300),
                  compaction_interval: float = 300.0):
         self.storage = storage
         self.compaction_interval = compaction_interval
         self.caches: dict[str, WatchCache] = {}
         self.registries: dict[str, Registry] = {}
         options = {"ip_range": allocator.ServiceIPRange(service_cidr),
-                   "port_range": node_ports or allocator.NodePortRange()}
+                   "port_range": node_ports or allocator.NodePortRange(),
+                   "not_ready_toleration_seconds": default_toleration_seconds[0],
+                   "unreachable_toleration_seconds": default_toleration_seconds[1]}
         for kind in kinds.KINDS:
             self.caches[kind.kind] = WatchCache(kind, storage, history=watch_cache_size)
         ns_cache = self.caches["Namespace"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -94,6 +95,15 @@ def _main(argv: list[str]) -> int:
         return asyncio.run(_run(args, servers))
     except KeyboardInterrupt:
         raise
+    except BrokenPipeError:
+        # The reader went away (`kyb logs POD | head`): stop quietly, as a
+        # process killed by SIGPIPE would, and keep Python from complaining
+        # again when it flushes stdout at exit.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout is not a real file
+            pass
+        return 141
     except CommandError as err:
         return _fail(str(err))
     except (resources.ArgumentError, kinds.UnknownKindError, convert.ConversionError,

@@ -174,7 +174,9 @@ def _pod_wide(pod: Any, now: float) -> list[str]:
 def node_status(node: Message) -> str:
     conditions = {c.type: c.status for c in node.status.conditions}
     ready = conditions.get("Ready")
-    text = "Ready" if ready == "True" else "NotReady" if ready == "False" else "Unknown"
+    # As kubectl: a Ready condition that is not True (False or Unknown) is
+    # NotReady; only a node with no Ready condition at all is Unknown.
+    text = "Unknown" if ready is None else "Ready" if ready == "True" else "NotReady"
     if node.spec.unschedulable:
         text += ",SchedulingDisabled"
     return text

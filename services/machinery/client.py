@@ -41,7 +41,8 @@ class Client:
     """
 
     def __init__(self, servers: Sequence[str] | str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, retry_for: float = 30.0):
+                 timeout: float = DEFAULT_TIMEOUT, retry_for: float = 30.0,
+                 connect_timeout: float = 2.0):
         if servers is None or isinstance(servers, str):
             servers = config.resolve_servers(servers)
         if not servers:
@@ -49,6 +50,7 @@ class Client:
         self.servers = list(servers)
         self.timeout = timeout
         self.retry_for = retry_for
+        self.connect_timeout = connect_timeout
         self._current = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._resources: dict[str, ResourceClient] = {}
@@ -66,17 +68,42 @@ class Client:
     def _fail_over(self) -> None:
         self._current = (self._current + 1) % len(self.servers)
 
+    async def ready_channel(self) -> grpc.aio.Channel:
+        """The current server's channel, once connected. With several
+        servers, one that does not connect within ``connect_timeout`` (a
+        stopped machine answers nothing, so a call would wait out its whole
+        deadline) is skipped for the next; with one, the call itself waits."""
+        if len(self.servers) == 1:
+            return self.channel()
+        for _ in range(len(self.servers)):
+            chan = self.channel()
+            if chan.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+                return chan
+            try:
+                await asyncio.wait_for(chan.channel_ready(), self.connect_timeout)
+                return chan
+            except asyncio.TimeoutError:
+                log.debug("API server %s not reachable; trying the next",
+                          self.servers[self._current])
+                self._fail_over()
+        return self.channel()
+
     async def call(self, kind: kinds.Kind, method: str, request: Message,
                    timeout: float | None = None) -> Any:
         """One unary call with deadline, retry on UNAVAILABLE and failover."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.retry_for
         delay = 0.1
+        untried = len(self.servers) - 1  # every server gets one try, whatever the budget
         while True:
-            stub = kind.stub(self.channel())
+            stub = kind.stub(await self.ready_channel())
             try:
                 return await getattr(stub, method)(request, timeout=timeout or self.timeout)
             except grpc.aio.AioRpcError as err:
+                if err.code() in _RETRYABLE and untried > 0:
+                    untried -= 1
+                    self._fail_over()
+                    continue
                 if err.code() not in _RETRYABLE or loop.time() + delay > give_up:
                     raise from_rpc_error(err) from None
                 log.debug("%s.%s: %s; retrying in %.1fs", kind.kind, method, err.details(), delay)
@@ -199,7 +226,7 @@ class ResourceClient:
 
     async def _stream(self, method: str, request: Message,
                       timeout: float | None) -> AsyncIterator[Any]:
-        stub = self.kind.stub(self.client.channel())
+        stub = self.kind.stub(await self.client.ready_channel())
         call = getattr(stub, method)(request, timeout=timeout)
         try:
             async for item in call:
@@ -224,7 +251,7 @@ class ResourceClient:
             namespace=namespace, label_selector=label_selector, field_selector=field_selector,
             resource_version=resource_version, allow_bookmarks=allow_bookmarks,
             timeout_seconds=timeout_seconds)
-        stub = self.kind.stub(self.client.channel())
+        stub = self.kind.stub(await self.client.ready_channel())
         # A watch has no fixed deadline of its own: keepalive detects a dead
         # peer; timeout_seconds bounds it when the caller asks.
         deadline = timeout_seconds + self.client.timeout if timeout_seconds else None

@@ -275,3 +275,27 @@ async def test_oversized_request_is_refused(client, namespace):
         await client.resource("pods").create(pod)
     with pytest.raises(errors.NotFound):
         await client.resource("pods").get("huge", namespace)
+
+
+async def test_default_toleration_seconds_are_configurable(tmp_path):
+    """--default-not-ready/unreachable-toleration-seconds, as kube-apiserver's."""
+    from services.machinery import Client
+    from tests.support.processes import ApiServerProcess, EtcdProcess
+    etcd = EtcdProcess(tmp_path)
+    etcd.start()
+    api = ApiServerProcess(tmp_path, etcd.endpoint, extra_args=[
+        "--default-not-ready-toleration-seconds", "7",
+        "--default-unreachable-toleration-seconds", "9"])
+    try:
+        await asyncio.to_thread(api.start)
+        async with Client([api.address]) as client:
+            pod = await client.resource("pods").create(objects.pod("t", "default"))
+            seconds = {t.key: t.toleration_seconds for t in pod.spec.tolerations}
+            assert seconds == {"node.kubernetes.io/not-ready": 7,
+                               "node.kubernetes.io/unreachable": 9}
+            pod.metadata.labels["x"] = "y"
+            pod = await client.resource("pods").update(pod)
+            assert len(pod.spec.tolerations) == 2
+    finally:
+        api.stop()
+        etcd.stop()

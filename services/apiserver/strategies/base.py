@@ -53,18 +53,22 @@ class Strategy:
 
     # -- create / update -----------------------------------------------------------
 
+    def defaults(self, obj: Message) -> None:
+        """Apply this kind's defaults (a hook: pods add configured tolerations)."""
+        defaulting.apply_defaults(obj)
+
     def prepare_create(self, obj: Message) -> None:
         """Reset what a client may not set on create (status, as Kubernetes
         does for most kinds), then apply defaults."""
         if self.kind.has_status and self.kind.kind not in ("Node",):
             obj.ClearField("status")
-        defaulting.apply_defaults(obj)
+        self.defaults(obj)
 
     def prepare_update(self, new: Message, old: Message) -> None:
         """Update changes metadata and spec; status comes from the stored object."""
         if self.kind.has_status:
             copy_field(new, old, "status")
-        defaulting.apply_defaults(new)
+        self.defaults(new)
 
     def prepare_status_update(self, new: Message, old: Message) -> None:
         """UpdateStatus changes status only."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from services.apiserver import defaulting
 from services.apiserver.strategies.base import Strategy
 
 PROTECTED = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
@@ -14,7 +13,7 @@ PROTECTED = frozenset({"default", "kube-system", "kube-public", "kube-node-lease
 class NamespaceStrategy(Strategy):
     def prepare_create(self, obj: Message) -> None:
         obj.ClearField("status")
-        defaulting.apply_defaults(obj)
+        self.defaults(obj)
         obj.status.phase = "Active"
 
     def prepare_update(self, new: Message, old: Message) -> None:

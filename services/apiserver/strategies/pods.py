@@ -9,9 +9,18 @@ from services.apiserver.strategies.base import Strategy
 
 
 class PodStrategy(Strategy):
+    def __init__(self, kind, *, not_ready_toleration_seconds: int = 300,
+                 unreachable_toleration_seconds: int = 300, **options):
+        super().__init__(kind, **options)
+        self.tolerations = {"not_ready_seconds": not_ready_toleration_seconds,
+                            "unreachable_seconds": unreachable_toleration_seconds}
+
+    def defaults(self, obj: Message) -> None:
+        defaulting.apply_defaults(obj, **self.tolerations)
+
     def prepare_create(self, obj: Message) -> None:
         obj.ClearField("status")
-        defaulting.apply_defaults(obj)
+        self.defaults(obj)
         obj.status.phase = "Pending"
 
     def grace_period(self, obj: Message, requested: int | None) -> int:

@@ -91,3 +91,20 @@ def test_main_duration_parses_go_style(text, seconds):
 def test_main_delete_needs_names_or_selector(capsys, dead_server):
     assert ctl.main(["-s", dead_server, "delete", "pods"]) == 1
     assert "no name was specified" in _one_error_line(capsys)
+
+
+def test_main_closed_stdout_exits_quietly_like_sigpipe(monkeypatch, capfd):
+    """`kyb logs POD | head`: the reader leaves; no traceback, status 141."""
+    import os
+    from services.ctl import main as ctl_main
+
+    async def broken(*_args):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(ctl_main, "_run", broken)
+    saved = os.dup(1)
+    try:
+        assert ctl_main.main(["--server", "127.0.0.1:1", "get", "pods"]) == 141
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    assert capfd.readouterr().err == ""

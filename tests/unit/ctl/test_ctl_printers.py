@@ -222,3 +222,14 @@ def test_printers_object_name():
         "deployment.apps/w"
     assert printers.object_name(kinds.BY_KIND["Lease"], objects.lease("l")) == \
         "lease.coordination.k8s.io/l"
+
+
+def test_printers_node_status_unknown_ready_is_notready_like_kubectl():
+    from services.api.gen.kybernetes.core.v1 import types_pb2 as core
+    node = core.Node()
+    assert printers.node_status(node) == "Unknown"
+    node.status.conditions.add(type="Ready", status="Unknown")
+    assert printers.node_status(node) == "NotReady"
+    node.status.conditions[0].status = "True"
+    node.spec.unschedulable = True
+    assert printers.node_status(node) == "Ready,SchedulingDisabled"
