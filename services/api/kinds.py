@@ -32,6 +32,7 @@ class Kind:
     message: type[Message]        # core.Pod
     list_message: type[Message]   # core.PodList
     event_message: type[Message]  # core.PodWatchEvent
+    events_message: type[Message]  # core.PodWatchEvents (WatchBatched)
     service: str                  # full gRPC service name, "kybernetes.core.v1.Pods"
     stub: Any                     # generated stub class, core_grpc.PodsStub
     has_status: bool
@@ -52,6 +53,7 @@ def _kind(kind: str, resource: str, api_version: str, namespaced: bool, module: 
         kind=kind, resource=resource, api_version=api_version, namespaced=namespaced,
         message=getattr(module, kind), list_message=getattr(module, f"{kind}List"),
         event_message=getattr(module, f"{kind}WatchEvent"),
+        events_message=getattr(module, f"{kind}WatchEvents"),
         service=f"{package}.{service}", stub=getattr(grpc_module, f"{service}Stub"),
         has_status=has_status, short_names=short_names, singular=kind.lower(),
     )

@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "toleration added to every pod that has none")
     p.add_argument("--watch-cache-size", type=int, default=1024,
                    help="events of history kept per kind for resuming watches")
+    p.add_argument("--watch-batch-window", type=float, default=0.02,
+                   help="seconds WatchBatched waits after an event for more to send in the same "
+                        "message (0: only what is already queued)")
     p.add_argument("--bookmark-interval", type=float, default=1.0,
                    help="seconds between etcd progress notifications, which become BOOKMARK "
                         "events, for the embedded etcd (with --etcd-servers, set etcd's "
@@ -70,6 +73,7 @@ async def serve(opts: argparse.Namespace) -> int:
     server = ApiServer(storage, service_cidr=opts.service_cluster_ip_range,
                        node_ports=allocator.parse_port_range(opts.service_node_port_range),
                        watch_cache_size=opts.watch_cache_size,
+                       watch_batch_window=opts.watch_batch_window,
                        default_toleration_seconds=(opts.default_not_ready_toleration_seconds,
                                                    opts.default_unreachable_toleration_seconds),
                        compaction_interval=opts.etcd_compaction_interval)

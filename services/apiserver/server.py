@@ -34,6 +34,27 @@ from services.machinery import channel
 log = logging.getLogger(__name__)
 
 MAX_OBJECT_BYTES = 3 * 1024 * 1024
+WATCH_BATCH_LIMIT = 100
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def frame_repeated(items: list[bytes], field: int = 1) -> bytes:
+    """Serialized messages as a message with them in repeated field
+    ``field`` (wire type 2) — a <Kind>WatchEvents built from events already
+    serialized once for every watcher, without decoding them again."""
+    tag = _varint(field << 3 | 2)
+    return b"".join(tag + _varint(len(item)) + item for item in items)
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -116,9 +137,11 @@ class ApiServer:
                  service_cidr: str = allocator.DEFAULT_SERVICE_CIDR,
                  node_ports: allocator.NodePortRange | None = None,
                  watch_cache_size: int = 1024, default_toleration_seconds: tuple[int, int] = (300, 300),
+                 watch_batch_window: float = 0.02,
                  compaction_interval: float = 300.0):
         self.storage = storage
         self.compaction_interval = compaction_interval
+        self.watch_batch_window = watch_batch_window
         self.caches: dict[str, WatchCache] = {}
         self.registries: dict[str, Registry] = {}
         options = {"ip_range": allocator.ServiceIPRange(service_cidr),
@@ -289,32 +312,40 @@ class ApiServer:
 
         decode_watch = _decoder(meta_pb2.WatchRequest)
 
-        async def watch(raw: bytes, context: grpc.aio.ServicerContext):
-            started = time.perf_counter()
-            watcher = None
-            async with _CallScope(context, "watch", resource):
-                try:
-                    request = decode_watch(raw)
-                    watcher = await registry.watch(
-                        request.namespace, request.label_selector, request.field_selector,
-                        request.resource_version, request.allow_bookmarks)
-                    metrics.REQUEST_DURATION.labels("watch", resource).observe(
-                        time.perf_counter() - started)
-                    loop = asyncio.get_running_loop()
-                    deadline = (loop.time() + request.timeout_seconds
-                                if request.timeout_seconds > 0 else None)
-                    while True:
-                        remaining = None if deadline is None else deadline - loop.time()
-                        if remaining is not None and remaining <= 0:
-                            return
-                        try:
-                            data = await asyncio.wait_for(watcher.next(), remaining)
-                        except asyncio.TimeoutError:
-                            return
-                        yield data
-                finally:
-                    if watcher is not None:
-                        watcher.cache.unregister(watcher)
+        def watch_handler(batched: bool):
+            async def watch(raw: bytes, context: grpc.aio.ServicerContext):
+                started = time.perf_counter()
+                watcher = None
+                async with _CallScope(context, "watch", resource):
+                    try:
+                        request = decode_watch(raw)
+                        watcher = await registry.watch(
+                            request.namespace, request.label_selector, request.field_selector,
+                            request.resource_version, request.allow_bookmarks)
+                        metrics.REQUEST_DURATION.labels("watch", resource).observe(
+                            time.perf_counter() - started)
+                        loop = asyncio.get_running_loop()
+                        deadline = (loop.time() + request.timeout_seconds
+                                    if request.timeout_seconds > 0 else None)
+                        while True:
+                            remaining = None if deadline is None else deadline - loop.time()
+                            if remaining is not None and remaining <= 0:
+                                return
+                            try:
+                                if batched:
+                                    events = await asyncio.wait_for(
+                                        watcher.next_batch(WATCH_BATCH_LIMIT,
+                                                           self.watch_batch_window), remaining)
+                                    yield frame_repeated(events)
+                                else:
+                                    yield await asyncio.wait_for(watcher.next(), remaining)
+                            except asyncio.TimeoutError:
+                                return
+                    finally:
+                        if watcher is not None:
+                            watcher.cache.unregister(watcher)
+            return grpc.unary_stream_rpc_method_handler(
+                watch, request_deserializer=_identity, response_serializer=_identity)
 
         def relay(verb: str, request_type: Any, fn: Callable):
             """A server-streaming call whose messages come pre-serialized."""
@@ -360,8 +391,8 @@ class ApiServer:
             "List": unary("list", meta_pb2.ListRequest, list_),
             "Update": unary("update", msg, update, check_size=True),
             "Delete": unary("delete", meta_pb2.DeleteRequest, delete),
-            "Watch": grpc.unary_stream_rpc_method_handler(
-                watch, request_deserializer=_identity, response_serializer=_identity),
+            "Watch": watch_handler(batched=False),
+            "WatchBatched": watch_handler(batched=True),
         }
         if kind.has_status:
             methods["UpdateStatus"] = unary("update_status", msg, update_status, check_size=True)

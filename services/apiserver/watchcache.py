@@ -108,7 +108,7 @@ class Watcher:
             return
         self.queue.put_nowait(data)
         self.last_revision = revision
-        metrics.WATCH_EVENTS.labels(self.cache.kind.resource).inc()
+        self.cache.events_sent.inc()
 
     def offer(self, event: CacheEvent) -> None:
         """Send ``event`` as this watcher's filter sees it, if at all."""
@@ -149,6 +149,22 @@ class Watcher:
             raise item
         return item
 
+    async def next_batch(self, limit: int, window: float = 0.0) -> list[bytes]:
+        """The next event and whatever else is queued ``window`` seconds later
+        (up to ``limit``). A short window turns a steady trickle, where every
+        event would cost each watcher one message, into a few messages that
+        carry several; it adds at most ``window`` to an event's delivery."""
+        batch = [await self.next()]
+        if window > 0 and self.queue.qsize() < limit:
+            await asyncio.sleep(window)
+        while len(batch) < limit and not self.queue.empty():
+            item = self.queue.get_nowait()
+            if isinstance(item, Exception):
+                self.queue.put_nowait(item)  # raised by the next call, after this batch
+                break
+            batch.append(item)
+        return batch
+
 
 def _with_revision(obj: Message, revision: int) -> Message:
     copy = type(obj)()
@@ -174,6 +190,7 @@ class WatchCache:
         self.watchers: set[Watcher] = set()
         self.max_watcher_queue = max_watcher_queue
         self.ready = asyncio.Event()
+        self.events_sent = metrics.WATCH_EVENTS.labels(kind.resource)
         self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- feeding from etcd ------------------------------------------------------

@@ -194,8 +194,9 @@ class EndpointsController:
                                         self._enqueue)
         self.pods.add_event_handler(self._pod_added, self._pod_updated, self._pod_added)
         # Endpoints changed or removed behind our back are put right; those
-        # left over from a deleted Service are removed.
-        self.endpoints.add_event_handler(None, lambda old, new: self._enqueue(new),
+        # left over from a deleted Service are removed. An add matters too:
+        # a sync that lost a create race (AlreadyExists) waits for it.
+        self.endpoints.add_event_handler(self._enqueue, lambda old, new: self._enqueue(new),
                                          self._enqueue)
 
     # -- handlers: keys only --------------------------------------------------------------

@@ -261,15 +261,42 @@ class GarbageCollector:
         states = {}
         for ref in obj.metadata.owner_references:
             states[ref.uid] = await self._owner_state(obj, ref)
-        action = decide_dependent(obj, states, bool(self._dependents(obj.metadata.uid)))
+        has_dependents = bool(self._dependents(obj.metadata.uid))
+        if not has_dependents and WAITING in states.values():
+            # Background or Foreground for a link of a foreground cascade:
+            # decided on the API's view, since dependents created a moment
+            # ago may not be in our caches yet.
+            has_dependents = bool(await self._live_dependents(obj))
+        action = decide_dependent(obj, states, has_dependents)
         if action.kind == "remove_refs":
             await self._remove_refs(resource, obj, set(action.uids))
         elif action.kind == "delete":
             await self._delete(resource, obj, action.policy)
 
+    async def _live_dependents(self, owner: Any) -> list[tuple[str, Any]]:
+        """The owner's dependents as the API server has them now. Dependents
+        of a namespaced owner live in its namespace (a cluster-scoped owner's
+        may be anywhere)."""
+        uid, namespace = owner.metadata.uid, owner.metadata.namespace
+        found = []
+        for resource, informer in self.informers.items():
+            if namespace and not informer.kind.namespaced:
+                continue
+            listed = await self.client.resource(resource).list_all(namespace)
+            found += [(resource, obj) for obj in listed.items
+                      if any(r.uid == uid for r in obj.metadata.owner_references)]
+        return found
+
     async def _process_deleting_owner(self, resource: str, owner: Any) -> None:
         dependents = self._dependents(owner.metadata.uid)
         plan = plan_for_deleting_owner(owner, [dep for _, dep in dependents])
+        if plan.drop_finalizer:
+            # Dropping the finalizer lets the owner go for good, so decide it
+            # on the API's view: a dependent created just before the delete
+            # may not be in our caches yet (each kind's watch runs on its own
+            # time), and would otherwise be collected instead of orphaned.
+            dependents = await self._live_dependents(owner)
+            plan = plan_for_deleting_owner(owner, [dep for _, dep in dependents])
         by_id = {id(dep): dep_resource for dep_resource, dep in dependents}
         for dep in plan.orphan:
             await self._remove_refs(by_id[id(dep)], dep, {owner.metadata.uid})
@@ -309,10 +336,16 @@ class GarbageCollector:
     # -- writes ------------------------------------------------------------------------------
 
     async def _delete(self, resource: str, obj: Any, policy: str) -> None:
+        """Delete a dependent whose owners are gone — only as the cache saw
+        it: the resourceVersion precondition refuses if it changed since
+        (e.g. an orphaning just removed the very reference that condemned
+        it), and the Conflict retries the key once the cache has caught up.
+        Kubernetes' collector re-reads the dependent for the same reason."""
         meta = obj.metadata
         try:
             await self.client.resource(resource).delete(
-                meta.name, meta.namespace, uid=meta.uid, propagation_policy=policy)
+                meta.name, meta.namespace, uid=meta.uid,
+                resource_version=meta.resource_version, propagation_policy=policy)
         except (NotFound, PreconditionFailed):
             return
         log.info("deleted %s whose owners are gone (propagation %s)", resource, policy,

@@ -253,12 +253,14 @@ class ResourceClient:
             timeout_seconds=timeout_seconds)
         stub = self.kind.stub(await self.client.ready_channel())
         # A watch has no fixed deadline of its own: keepalive detects a dead
-        # peer; timeout_seconds bounds it when the caller asks.
+        # peer; timeout_seconds bounds it when the caller asks. The batched
+        # form carries several events per message when they queue up.
         deadline = timeout_seconds + self.client.timeout if timeout_seconds else None
-        call = stub.Watch(request, timeout=deadline)
+        call = stub.WatchBatched(request, timeout=deadline)
         try:
-            async for event in call:
-                yield event
+            async for batch in call:
+                for event in batch.events:
+                    yield event
         except grpc.aio.AioRpcError as err:
             if err.code() in _RETRYABLE:
                 self.client._fail_over()

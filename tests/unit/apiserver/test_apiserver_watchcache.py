@@ -124,3 +124,25 @@ def test_watchcache_progress_ahead_of_events_drops_nothing():
     cache._apply([_pod_event("b", 3), _pod_event("c", 5)], 5)
     assert _drain(watcher) == [("ADDED", "b", "3"), ("ADDED", "c", "5")]
     assert sorted(o.metadata.name for o in cache.objects.values()) == ["a", "b", "c"]
+
+
+def test_watchcache_batch_is_what_is_queued_and_keeps_errors_for_later():
+    import asyncio
+
+    from services.apiserver.server import frame_repeated
+    cache = _cache()
+    watcher = cache.watch(0, _all, bookmarks=False)
+    cache._apply([_pod_event(f"p{i}", i) for i in range(1, 6)], 5)
+    watcher.close()  # an error queued behind the events
+
+    async def batches():
+        first = await watcher.next_batch(3)
+        second = await watcher.next_batch(3)
+        try:
+            await watcher.next_batch(3)
+        except Exception as err:  # noqa: BLE001 - the queued close
+            return first, second, err
+    first, second, err = asyncio.run(batches())
+    assert (len(first), len(second)) == (3, 2) and err is not None
+    decoded = POD.events_message.FromString(frame_repeated(first + second))
+    assert [e.object.metadata.name for e in decoded.events] == [f"p{i}" for i in range(1, 6)]

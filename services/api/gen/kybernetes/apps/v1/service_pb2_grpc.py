@@ -71,6 +71,11 @@ class ReplicaSetsStub:
                 request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_apps_dot_v1_dot_types__pb2.ReplicaSetWatchEvent.FromString,
                 _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.apps.v1.ReplicaSets/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_apps_dot_v1_dot_types__pb2.ReplicaSetWatchEvents.FromString,
+                _registered_method=True)
 
 
 class ReplicaSetsServicer:
@@ -127,6 +132,14 @@ class ReplicaSetsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaSetsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +177,11 @@ def add_ReplicaSetsServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
                     response_serializer=kybernetes_dot_apps_dot_v1_dot_types__pb2.ReplicaSetWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_apps_dot_v1_dot_types__pb2.ReplicaSetWatchEvents.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -366,6 +384,33 @@ class ReplicaSets:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.apps.v1.ReplicaSets/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_apps_dot_v1_dot_types__pb2.ReplicaSetWatchEvents.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class DeploymentsStub:
     """Deployments: the Deployment resource.
@@ -411,6 +456,11 @@ class DeploymentsStub:
                 '/kybernetes.apps.v1.Deployments/Watch',
                 request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_apps_dot_v1_dot_types__pb2.DeploymentWatchEvent.FromString,
+                _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.apps.v1.Deployments/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_apps_dot_v1_dot_types__pb2.DeploymentWatchEvents.FromString,
                 _registered_method=True)
 
 
@@ -468,6 +518,14 @@ class DeploymentsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeploymentsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -505,6 +563,11 @@ def add_DeploymentsServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
                     response_serializer=kybernetes_dot_apps_dot_v1_dot_types__pb2.DeploymentWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_apps_dot_v1_dot_types__pb2.DeploymentWatchEvents.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -697,6 +760,33 @@ class Deployments:
             '/kybernetes.apps.v1.Deployments/Watch',
             kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
             kybernetes_dot_apps_dot_v1_dot_types__pb2.DeploymentWatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.apps.v1.Deployments/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_apps_dot_v1_dot_types__pb2.DeploymentWatchEvents.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,10 @@ class ReplicaSetsStub:
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
     """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ReplicaSetWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
 
 @_typing.type_check_only
 class ReplicaSetsAsyncStub(ReplicaSetsStub):
@@ -75,6 +79,10 @@ class ReplicaSetsAsyncStub(ReplicaSetsStub):
     Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ReplicaSetWatchEvent]  # type: ignore[assignment]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ReplicaSetWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
 
 class ReplicaSetsServicer(metaclass=_abc_1.ABCMeta):
@@ -140,6 +148,16 @@ class ReplicaSetsServicer(metaclass=_abc_1.ABCMeta):
         requested resourceVersion is older than the server's history.
         """
 
+    @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.ReplicaSetWatchEvents], _abc.AsyncIterator[_types_pb2.ReplicaSetWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+
 def add_ReplicaSetsServicer_to_server(servicer: ReplicaSetsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class DeploymentsStub:
@@ -167,6 +185,10 @@ class DeploymentsStub:
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
     """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.DeploymentWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
 
 @_typing.type_check_only
 class DeploymentsAsyncStub(DeploymentsStub):
@@ -190,6 +212,10 @@ class DeploymentsAsyncStub(DeploymentsStub):
     Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.DeploymentWatchEvent]  # type: ignore[assignment]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.DeploymentWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
 
 class DeploymentsServicer(metaclass=_abc_1.ABCMeta):
@@ -253,6 +279,16 @@ class DeploymentsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_types_pb2.DeploymentWatchEvent], _abc.AsyncIterator[_types_pb2.DeploymentWatchEvent]]:
         """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
         requested resourceVersion is older than the server's history.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.DeploymentWatchEvents], _abc.AsyncIterator[_types_pb2.DeploymentWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
         """
 
 def add_DeploymentsServicer_to_server(servicer: DeploymentsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

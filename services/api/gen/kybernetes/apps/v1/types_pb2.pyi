@@ -205,6 +205,28 @@ class ReplicaSetWatchEvent(_message.Message):
 Global___ReplicaSetWatchEvent: _TypeAlias = ReplicaSetWatchEvent  # noqa: Y015
 
 @_typing.final
+class ReplicaSetWatchEvents(_message.Message):
+    """Several ReplicaSet watch events in order: one message of Watch's batched form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaSetWatchEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___ReplicaSetWatchEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaSetWatchEvents: _TypeAlias = ReplicaSetWatchEvents  # noqa: Y015
+
+@_typing.final
 class RollingUpdateDeployment(_message.Message):
     """--- Deployment --------------------------------------------------------------"""
 
@@ -472,3 +494,25 @@ class DeploymentWatchEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeploymentWatchEvent: _TypeAlias = DeploymentWatchEvent  # noqa: Y015
+
+@_typing.final
+class DeploymentWatchEvents(_message.Message):
+    """Several Deployment watch events in order: one message of Watch's batched form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeploymentWatchEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___DeploymentWatchEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeploymentWatchEvents: _TypeAlias = DeploymentWatchEvents  # noqa: Y015

@@ -26,7 +26,7 @@ from services.api.gen.kybernetes.meta.v1 import meta_pb2 as kybernetes_dot_meta_
 from services.api.gen.kybernetes.coordination.v1 import types_pb2 as kybernetes_dot_coordination_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(kybernetes/coordination/v1/service.proto\x12\x1akybernetes.coordination.v1\x1a\x1dkybernetes/meta/v1/meta.proto\x1a&kybernetes/coordination/v1/types.proto2\xec\x03\n\x06Leases\x12N\n\x06\x43reate\x12!.kybernetes.coordination.v1.Lease\x1a!.kybernetes.coordination.v1.Lease\x12H\n\x03Get\x12\x1e.kybernetes.meta.v1.GetRequest\x1a!.kybernetes.coordination.v1.Lease\x12N\n\x04List\x12\x1f.kybernetes.meta.v1.ListRequest\x1a%.kybernetes.coordination.v1.LeaseList\x12N\n\x06Update\x12!.kybernetes.coordination.v1.Lease\x1a!.kybernetes.coordination.v1.Lease\x12N\n\x06\x44\x65lete\x12!.kybernetes.meta.v1.DeleteRequest\x1a!.kybernetes.coordination.v1.Lease\x12X\n\x05Watch\x12 .kybernetes.meta.v1.WatchRequest\x1a+.kybernetes.coordination.v1.LeaseWatchEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(kybernetes/coordination/v1/service.proto\x12\x1akybernetes.coordination.v1\x1a\x1dkybernetes/meta/v1/meta.proto\x1a&kybernetes/coordination/v1/types.proto2\xce\x04\n\x06Leases\x12N\n\x06\x43reate\x12!.kybernetes.coordination.v1.Lease\x1a!.kybernetes.coordination.v1.Lease\x12H\n\x03Get\x12\x1e.kybernetes.meta.v1.GetRequest\x1a!.kybernetes.coordination.v1.Lease\x12N\n\x04List\x12\x1f.kybernetes.meta.v1.ListRequest\x1a%.kybernetes.coordination.v1.LeaseList\x12N\n\x06Update\x12!.kybernetes.coordination.v1.Lease\x1a!.kybernetes.coordination.v1.Lease\x12N\n\x06\x44\x65lete\x12!.kybernetes.meta.v1.DeleteRequest\x1a!.kybernetes.coordination.v1.Lease\x12X\n\x05Watch\x12 .kybernetes.meta.v1.WatchRequest\x1a+.kybernetes.coordination.v1.LeaseWatchEvent0\x01\x12`\n\x0cWatchBatched\x12 .kybernetes.meta.v1.WatchRequest\x1a,.kybernetes.coordination.v1.LeaseWatchEvents0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kybernetes.coordination.v1.
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LEASES']._serialized_start=144
-  _globals['_LEASES']._serialized_end=636
+  _globals['_LEASES']._serialized_end=734
 # @@protoc_insertion_point(module_scope)

@@ -66,6 +66,11 @@ class LeasesStub:
                 request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_coordination_dot_v1_dot_types__pb2.LeaseWatchEvent.FromString,
                 _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.coordination.v1.Leases/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_coordination_dot_v1_dot_types__pb2.LeaseWatchEvents.FromString,
+                _registered_method=True)
 
 
 class LeasesServicer:
@@ -115,6 +120,14 @@ class LeasesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LeasesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +160,11 @@ def add_LeasesServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
                     response_serializer=kybernetes_dot_coordination_dot_v1_dot_types__pb2.LeaseWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_coordination_dot_v1_dot_types__pb2.LeaseWatchEvents.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +330,33 @@ class Leases:
             '/kybernetes.coordination.v1.Leases/Watch',
             kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
             kybernetes_dot_coordination_dot_v1_dot_types__pb2.LeaseWatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.coordination.v1.Leases/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_coordination_dot_v1_dot_types__pb2.LeaseWatchEvents.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,10 @@ class LeasesStub:
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
     """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.LeaseWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
 
 @_typing.type_check_only
 class LeasesAsyncStub(LeasesStub):
@@ -71,6 +75,10 @@ class LeasesAsyncStub(LeasesStub):
     Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.LeaseWatchEvent]  # type: ignore[assignment]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.LeaseWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
 
 class LeasesServicer(metaclass=_abc_1.ABCMeta):
@@ -126,6 +134,16 @@ class LeasesServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_types_pb2.LeaseWatchEvent], _abc.AsyncIterator[_types_pb2.LeaseWatchEvent]]:
         """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
         requested resourceVersion is older than the server's history.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.LeaseWatchEvents], _abc.AsyncIterator[_types_pb2.LeaseWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
         """
 
 def add_LeasesServicer_to_server(servicer: LeasesServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from services.api.gen.kybernetes.meta.v1 import meta_pb2 as kybernetes_dot_meta_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&kybernetes/coordination/v1/types.proto\x12\x1akybernetes.coordination.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dkybernetes/meta/v1/meta.proto\"\xc1\x01\n\tLeaseSpec\x12\x17\n\x0fholder_identity\x18\x01 \x01(\t\x12\x1e\n\x16lease_duration_seconds\x18\x02 \x01(\x05\x12\x30\n\x0c\x61\x63quire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrenew_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11lease_transitions\x18\x05 \x01(\x05\"\x91\x01\n\x05Lease\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x30\n\x08metadata\x18\x03 \x01(\x0b\x32\x1e.kybernetes.meta.v1.ObjectMeta\x12\x33\n\x04spec\x18\x04 \x01(\x0b\x32%.kybernetes.coordination.v1.LeaseSpec\"m\n\tLeaseList\x12.\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.kybernetes.meta.v1.ListMeta\x12\x30\n\x05items\x18\x02 \x03(\x0b\x32!.kybernetes.coordination.v1.Lease\"R\n\x0fLeaseWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x31\n\x06object\x18\x02 \x01(\x0b\x32!.kybernetes.coordination.v1.Leaseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&kybernetes/coordination/v1/types.proto\x12\x1akybernetes.coordination.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dkybernetes/meta/v1/meta.proto\"\xc1\x01\n\tLeaseSpec\x12\x17\n\x0fholder_identity\x18\x01 \x01(\t\x12\x1e\n\x16lease_duration_seconds\x18\x02 \x01(\x05\x12\x30\n\x0c\x61\x63quire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrenew_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11lease_transitions\x18\x05 \x01(\x05\"\x91\x01\n\x05Lease\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x30\n\x08metadata\x18\x03 \x01(\x0b\x32\x1e.kybernetes.meta.v1.ObjectMeta\x12\x33\n\x04spec\x18\x04 \x01(\x0b\x32%.kybernetes.coordination.v1.LeaseSpec\"m\n\tLeaseList\x12.\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.kybernetes.meta.v1.ListMeta\x12\x30\n\x05items\x18\x02 \x03(\x0b\x32!.kybernetes.coordination.v1.Lease\"R\n\x0fLeaseWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x31\n\x06object\x18\x02 \x01(\x0b\x32!.kybernetes.coordination.v1.Lease\"O\n\x10LeaseWatchEvents\x12;\n\x06\x65vents\x18\x01 \x03(\x0b\x32+.kybernetes.coordination.v1.LeaseWatchEventb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,4 +41,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEASELIST']._serialized_end=587
   _globals['_LEASEWATCHEVENT']._serialized_start=589
   _globals['_LEASEWATCHEVENT']._serialized_end=671
+  _globals['_LEASEWATCHEVENTS']._serialized_start=673
+  _globals['_LEASEWATCHEVENTS']._serialized_end=752
 # @@protoc_insertion_point(module_scope)

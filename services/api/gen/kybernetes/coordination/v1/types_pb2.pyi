@@ -129,3 +129,25 @@ class LeaseWatchEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LeaseWatchEvent: _TypeAlias = LeaseWatchEvent  # noqa: Y015
+
+@_typing.final
+class LeaseWatchEvents(_message.Message):
+    """Several Lease watch events in order: one message of Watch's batched form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseWatchEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___LeaseWatchEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseWatchEvents: _TypeAlias = LeaseWatchEvents  # noqa: Y015

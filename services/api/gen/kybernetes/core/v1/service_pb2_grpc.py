@@ -71,6 +71,11 @@ class NamespacesStub:
                 request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.NamespaceWatchEvent.FromString,
                 _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.core.v1.Namespaces/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.NamespaceWatchEvents.FromString,
+                _registered_method=True)
 
 
 class NamespacesServicer:
@@ -127,6 +132,14 @@ class NamespacesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NamespacesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +177,11 @@ def add_NamespacesServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
                     response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.NamespaceWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.NamespaceWatchEvents.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -366,6 +384,33 @@ class Namespaces:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.Namespaces/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.NamespaceWatchEvents.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class NodesStub:
     """Nodes: the Node resource.
@@ -411,6 +456,11 @@ class NodesStub:
                 '/kybernetes.core.v1.Nodes/Watch',
                 request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.NodeWatchEvent.FromString,
+                _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.core.v1.Nodes/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.NodeWatchEvents.FromString,
                 _registered_method=True)
 
 
@@ -468,6 +518,14 @@ class NodesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -505,6 +563,11 @@ def add_NodesServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
                     response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.NodeWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.NodeWatchEvents.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -707,6 +770,33 @@ class Nodes:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.Nodes/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.NodeWatchEvents.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class PodsStub:
     """Pods: the Pod resource.
@@ -752,6 +842,11 @@ class PodsStub:
                 '/kybernetes.core.v1.Pods/Watch',
                 request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.PodWatchEvent.FromString,
+                _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.core.v1.Pods/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.PodWatchEvents.FromString,
                 _registered_method=True)
         self.Bind = channel.unary_unary(
                 '/kybernetes.core.v1.Pods/Bind',
@@ -824,6 +919,14 @@ class PodsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Bind(self, request, context):
         """Sets spec.nodeName if it is still empty (FAILED_PRECONDITION otherwise):
         the scheduler's only write to pods.
@@ -883,6 +986,11 @@ def add_PodsServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
                     response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.PodWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.PodWatchEvents.SerializeToString,
             ),
             'Bind': grpc.unary_unary_rpc_method_handler(
                     servicer.Bind,
@@ -1101,6 +1209,33 @@ class Pods:
             _registered_method=True)
 
     @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.Pods/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.PodWatchEvents.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Bind(request,
             target,
             options=(),
@@ -1227,6 +1362,11 @@ class ServicesStub:
                 request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ServiceWatchEvent.FromString,
                 _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.core.v1.Services/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ServiceWatchEvents.FromString,
+                _registered_method=True)
 
 
 class ServicesServicer:
@@ -1283,6 +1423,14 @@ class ServicesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ServicesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1320,6 +1468,11 @@ def add_ServicesServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
                     response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ServiceWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ServiceWatchEvents.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1522,6 +1675,33 @@ class Services:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.Services/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ServiceWatchEvents.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class EndpointsServiceStub:
     """EndpointsService: the Endpoints resource.
@@ -1562,6 +1742,11 @@ class EndpointsServiceStub:
                 '/kybernetes.core.v1.EndpointsService/Watch',
                 request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.EndpointsWatchEvent.FromString,
+                _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.core.v1.EndpointsService/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.EndpointsWatchEvents.FromString,
                 _registered_method=True)
 
 
@@ -1612,6 +1797,14 @@ class EndpointsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EndpointsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1644,6 +1837,11 @@ def add_EndpointsServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
                     response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.EndpointsWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.EndpointsWatchEvents.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1819,6 +2017,33 @@ class EndpointsService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.EndpointsService/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.EndpointsWatchEvents.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class EventsStub:
     """Events: the Event resource.
@@ -1859,6 +2084,11 @@ class EventsStub:
                 '/kybernetes.core.v1.Events/Watch',
                 request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.EventWatchEvent.FromString,
+                _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.core.v1.Events/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.EventWatchEvents.FromString,
                 _registered_method=True)
 
 
@@ -1909,6 +2139,14 @@ class EventsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1941,6 +2179,11 @@ def add_EventsServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
                     response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.EventWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.EventWatchEvents.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2106,6 +2349,33 @@ class Events:
             '/kybernetes.core.v1.Events/Watch',
             kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
             kybernetes_dot_core_dot_v1_dot_types__pb2.EventWatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.Events/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.EventWatchEvents.FromString,
             options,
             channel_credentials,
             insecure,

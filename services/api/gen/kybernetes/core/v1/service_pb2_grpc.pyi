@@ -54,6 +54,10 @@ class NamespacesStub:
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
     """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.NamespaceWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
 
 @_typing.type_check_only
 class NamespacesAsyncStub(NamespacesStub):
@@ -77,6 +81,10 @@ class NamespacesAsyncStub(NamespacesStub):
     Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.NamespaceWatchEvent]  # type: ignore[assignment]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.NamespaceWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
 
 class NamespacesServicer(metaclass=_abc_1.ABCMeta):
@@ -142,6 +150,16 @@ class NamespacesServicer(metaclass=_abc_1.ABCMeta):
         requested resourceVersion is older than the server's history.
         """
 
+    @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.NamespaceWatchEvents], _abc.AsyncIterator[_types_pb2.NamespaceWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+
 def add_NamespacesServicer_to_server(servicer: NamespacesServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class NodesStub:
@@ -169,6 +187,10 @@ class NodesStub:
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
     """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.NodeWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
 
 @_typing.type_check_only
 class NodesAsyncStub(NodesStub):
@@ -192,6 +214,10 @@ class NodesAsyncStub(NodesStub):
     Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.NodeWatchEvent]  # type: ignore[assignment]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.NodeWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
 
 class NodesServicer(metaclass=_abc_1.ABCMeta):
@@ -257,6 +283,16 @@ class NodesServicer(metaclass=_abc_1.ABCMeta):
         requested resourceVersion is older than the server's history.
         """
 
+    @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.NodeWatchEvents], _abc.AsyncIterator[_types_pb2.NodeWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+
 def add_NodesServicer_to_server(servicer: NodesServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class PodsStub:
@@ -283,6 +319,10 @@ class PodsStub:
     Watch: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.PodWatchEvent]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.PodWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
     Bind: _grpc.UnaryUnaryMultiCallable[_types_pb2.Binding, _types_pb2.Pod]
     """Sets spec.nodeName if it is still empty (FAILED_PRECONDITION otherwise):
@@ -315,6 +355,10 @@ class PodsAsyncStub(PodsStub):
     Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.PodWatchEvent]  # type: ignore[assignment]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.PodWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
     Bind: _aio.UnaryUnaryMultiCallable[_types_pb2.Binding, _types_pb2.Pod]  # type: ignore[assignment]
     """Sets spec.nodeName if it is still empty (FAILED_PRECONDITION otherwise):
@@ -389,6 +433,16 @@ class PodsServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.PodWatchEvents], _abc.AsyncIterator[_types_pb2.PodWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+
+    @_abc_1.abstractmethod
     def Bind(
         self,
         request: _types_pb2.Binding,
@@ -441,6 +495,10 @@ class ServicesStub:
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
     """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ServiceWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
 
 @_typing.type_check_only
 class ServicesAsyncStub(ServicesStub):
@@ -464,6 +522,10 @@ class ServicesAsyncStub(ServicesStub):
     Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ServiceWatchEvent]  # type: ignore[assignment]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ServiceWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
 
 class ServicesServicer(metaclass=_abc_1.ABCMeta):
@@ -529,6 +591,16 @@ class ServicesServicer(metaclass=_abc_1.ABCMeta):
         requested resourceVersion is older than the server's history.
         """
 
+    @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.ServiceWatchEvents], _abc.AsyncIterator[_types_pb2.ServiceWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+
 def add_ServicesServicer_to_server(servicer: ServicesServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class EndpointsServiceStub:
@@ -554,6 +626,10 @@ class EndpointsServiceStub:
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
     """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.EndpointsWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
 
 @_typing.type_check_only
 class EndpointsServiceAsyncStub(EndpointsServiceStub):
@@ -575,6 +651,10 @@ class EndpointsServiceAsyncStub(EndpointsServiceStub):
     Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.EndpointsWatchEvent]  # type: ignore[assignment]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.EndpointsWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
 
 class EndpointsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -632,6 +712,16 @@ class EndpointsServiceServicer(metaclass=_abc_1.ABCMeta):
         requested resourceVersion is older than the server's history.
         """
 
+    @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.EndpointsWatchEvents], _abc.AsyncIterator[_types_pb2.EndpointsWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+
 def add_EndpointsServiceServicer_to_server(servicer: EndpointsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class EventsStub:
@@ -657,6 +747,10 @@ class EventsStub:
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
     """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.EventWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
 
 @_typing.type_check_only
 class EventsAsyncStub(EventsStub):
@@ -678,6 +772,10 @@ class EventsAsyncStub(EventsStub):
     Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.EventWatchEvent]  # type: ignore[assignment]
     """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
     requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.EventWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
     """
 
 class EventsServicer(metaclass=_abc_1.ABCMeta):
@@ -733,6 +831,16 @@ class EventsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_types_pb2.EventWatchEvent], _abc.AsyncIterator[_types_pb2.EventWatchEvent]]:
         """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
         requested resourceVersion is older than the server's history.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.EventWatchEvents], _abc.AsyncIterator[_types_pb2.EventWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
         """
 
 def add_EventsServicer_to_server(servicer: EventsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

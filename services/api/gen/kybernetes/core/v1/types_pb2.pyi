@@ -150,6 +150,28 @@ class NamespaceWatchEvent(_message.Message):
 Global___NamespaceWatchEvent: _TypeAlias = NamespaceWatchEvent  # noqa: Y015
 
 @_typing.final
+class NamespaceWatchEvents(_message.Message):
+    """Several Namespace watch events in order: one message of Watch's batched form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___NamespaceWatchEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___NamespaceWatchEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NamespaceWatchEvents: _TypeAlias = NamespaceWatchEvents  # noqa: Y015
+
+@_typing.final
 class Taint(_message.Message):
     """--- Node --------------------------------------------------------------------"""
 
@@ -513,6 +535,28 @@ class NodeWatchEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeWatchEvent: _TypeAlias = NodeWatchEvent  # noqa: Y015
+
+@_typing.final
+class NodeWatchEvents(_message.Message):
+    """Several Node watch events in order: one message of Watch's batched form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeWatchEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___NodeWatchEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeWatchEvents: _TypeAlias = NodeWatchEvents  # noqa: Y015
 
 @_typing.final
 class ExecAction(_message.Message):
@@ -1690,6 +1734,28 @@ class PodWatchEvent(_message.Message):
 Global___PodWatchEvent: _TypeAlias = PodWatchEvent  # noqa: Y015
 
 @_typing.final
+class PodWatchEvents(_message.Message):
+    """Several Pod watch events in order: one message of Watch's batched form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___PodWatchEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___PodWatchEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PodWatchEvents: _TypeAlias = PodWatchEvents  # noqa: Y015
+
+@_typing.final
 class PodTemplateSpec(_message.Message):
     """A pod's template inside a ReplicaSet or Deployment."""
 
@@ -2179,6 +2245,28 @@ class ServiceWatchEvent(_message.Message):
 Global___ServiceWatchEvent: _TypeAlias = ServiceWatchEvent  # noqa: Y015
 
 @_typing.final
+class ServiceWatchEvents(_message.Message):
+    """Several Service watch events in order: one message of Watch's batched form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceWatchEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___ServiceWatchEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceWatchEvents: _TypeAlias = ServiceWatchEvents  # noqa: Y015
+
+@_typing.final
 class EndpointAddress(_message.Message):
     """--- Endpoints ---------------------------------------------------------------"""
 
@@ -2342,6 +2430,28 @@ class EndpointsWatchEvent(_message.Message):
 Global___EndpointsWatchEvent: _TypeAlias = EndpointsWatchEvent  # noqa: Y015
 
 @_typing.final
+class EndpointsWatchEvents(_message.Message):
+    """Several Endpoints watch events in order: one message of Watch's batched form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EndpointsWatchEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___EndpointsWatchEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndpointsWatchEvents: _TypeAlias = EndpointsWatchEvents  # noqa: Y015
+
+@_typing.final
 class EventSource(_message.Message):
     """--- Event -------------------------------------------------------------------"""
 
@@ -2472,3 +2582,25 @@ class EventWatchEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventWatchEvent: _TypeAlias = EventWatchEvent  # noqa: Y015
+
+@_typing.final
+class EventWatchEvents(_message.Message):
+    """Several Event watch events in order: one message of Watch's batched form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventWatchEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___EventWatchEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventWatchEvents: _TypeAlias = EventWatchEvents  # noqa: Y015
