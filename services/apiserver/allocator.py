@@ -48,7 +48,7 @@ class ServiceIPRange:
             return False
         return self.first - 1 <= value <= self.last
 
-    def random(self, rng: random.Random) -> str:
+    def pick(self, rng: random.Random) -> str:
         return str(ipaddress.IPv4Address(rng.randint(self.first, self.last)))
 
     def free(self, taken: set[str]) -> list[str]:
@@ -73,7 +73,7 @@ class NodePortRange:
     def contains(self, port: int) -> bool:
         return self.low <= port <= self.high
 
-    def random(self, rng: random.Random) -> int:
+    def pick(self, rng: random.Random) -> int:
         return rng.randint(self.low, self.high)
 
     def free(self, taken: set[int]) -> list[int]:

@@ -33,16 +33,15 @@ from __future__ import annotations
 
 import datetime
 import logging
-import time
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from services.api import selectors
 from services.api.gen.kybernetes.apps.v1 import types_pb2 as apps
 from services.controller_manager.podcontrol import (
+    reconcile_loop,
     CONTROLLER_UID_INDEX,
-    RECONCILE_DURATION,
-    ControllerRefManager,
+        ControllerRefManager,
     EventRecorder,
     MutationCache,
     controller_ref,
@@ -78,9 +77,8 @@ from services.controller_manager.rollout import (
     rolling_old_replicas,
 )
 from services.machinery import (
-    AlreadyExists, ApiError, Client, Clock, Conflict, NotFound, PreconditionFailed, RealClock,
-    SharedInformerFactory, WorkQueue, run_workers,
-)
+    AlreadyExists, ApiError, Client, Clock, NotFound, PreconditionFailed, RealClock,
+    SharedInformerFactory, WorkQueue, )
 from services.machinery.store import (
     NAMESPACE_INDEX, DeletedFinalStateUnknown, namespace_index, object_key,
 )
@@ -453,22 +451,7 @@ class DeploymentController:
         for informer in (self.deployments, self.replicasets, self.pods):
             await informer.wait_for_sync()
         log.info("%s controller: caches synced; %d workers", self.NAME, workers)
-        try:
-            await run_workers(self.queue, self._timed_sync, workers)
-        finally:
-            self.queue.shutdown()
-
-    async def _timed_sync(self, key: Hashable) -> None:
-        started = time.perf_counter()
-        try:
-            await self.sync(str(key))
-        except Conflict as err:
-            # Someone wrote first (often a status write racing ours): not an
-            # error, just re-read and decide again.
-            log.debug("conflict, retrying: %s", err, extra={"object": key})
-            self.queue.add_rate_limited(key)
-        finally:
-            RECONCILE_DURATION.labels(controller=self.NAME).observe(time.perf_counter() - started)
+        await reconcile_loop(self.NAME, self.queue, self.sync, workers, requeue_conflicts=True)
 
     async def sync(self, key: str) -> None:
         """One reconcile of deployment ``key`` (syncDeployment)."""

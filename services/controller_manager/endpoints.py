@@ -18,19 +18,18 @@ feeds it cached state and writes the difference.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
 from services.api.gen.kybernetes.meta.v1 import meta_pb2
 from services.controller_manager.podcontrol import (
-    RECONCILE_DURATION, ensure_indexers, is_pod_ready,
+    reconcile_loop,
+    ensure_indexers, is_pod_ready,
 )
 from services.machinery import (
     AlreadyExists, Client, Clock, NotFound, PreconditionFailed, RealClock, SharedInformerFactory,
-    WorkQueue, run_workers,
-)
+    WorkQueue, )
 from services.machinery.store import (
     NAMESPACE_INDEX, DeletedFinalStateUnknown, namespace_index, object_key, split_key,
 )
@@ -231,18 +230,7 @@ class EndpointsController:
         for informer in (self.services, self.pods, self.endpoints):
             await informer.wait_for_sync()
         log.info("%s controller: caches synced; %d workers", self.NAME, workers)
-        try:
-            await run_workers(self.queue, self._timed_sync, workers)
-        finally:
-            self.queue.shutdown()
-
-    async def _timed_sync(self, key: Hashable) -> None:
-        started = time.perf_counter()
-        try:
-            await self.sync(str(key))
-        finally:
-            RECONCILE_DURATION.labels(controller=self.NAME).observe(
-                time.perf_counter() - started)
+        await reconcile_loop(self.NAME, self.queue, self.sync, workers)
 
     async def sync(self, key: str) -> None:
         """Make the Endpoints ``key`` what its Service and pods say."""

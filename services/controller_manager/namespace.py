@@ -16,17 +16,14 @@ tolerates NotFound, and a Conflict just means "look again".
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Hashable
 from typing import Any
 
 from services.api import kinds
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
-from services.controller_manager.podcontrol import RECONCILE_DURATION
+from services.controller_manager.podcontrol import reconcile_loop
 from services.machinery import (
     Client, Clock, Conflict, NotFound, PreconditionFailed, RealClock, SharedInformerFactory,
-    WorkQueue, run_workers,
-)
+    WorkQueue, )
 from services.machinery.store import object_key
 
 log = logging.getLogger(__name__)
@@ -74,18 +71,7 @@ class NamespaceController:
         self.factory.start()
         await self.namespaces.wait_for_sync()
         log.info("%s controller: cache synced; %d workers", self.NAME, workers)
-        try:
-            await run_workers(self.queue, self._timed_sync, workers)
-        finally:
-            self.queue.shutdown()
-
-    async def _timed_sync(self, key: Hashable) -> None:
-        started = time.perf_counter()
-        try:
-            await self.sync(str(key))
-        finally:
-            RECONCILE_DURATION.labels(controller=self.NAME).observe(
-                time.perf_counter() - started)
+        await reconcile_loop(self.NAME, self.queue, self.sync, workers)
 
     async def sync(self, name: str) -> None:
         ns = self.namespaces.store.get_by_key(name)

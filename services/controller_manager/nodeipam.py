@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import time
 import uuid
-from collections.abc import Hashable
 from typing import Any
 
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
-from services.controller_manager.podcontrol import RECONCILE_DURATION
+from services.controller_manager.podcontrol import reconcile_loop
 from services.machinery import (
     ApiError, Client, Clock, Conflict, NotFound, RealClock, SharedInformerFactory, WorkQueue,
-    run_workers,
-)
+    )
 from services.machinery.store import object_key
 
 log = logging.getLogger(__name__)
@@ -181,10 +178,7 @@ class NodeIpamController:
         self.rebuild()
         log.info("%s controller: %d pod CIDRs in use in %s", self.NAME, self.allocator.used,
                  self.allocator.network)
-        try:
-            await run_workers(self.queue, self._timed_sync, workers)
-        finally:
-            self.queue.shutdown()
+        await reconcile_loop(self.NAME, self.queue, self.sync, workers)
 
     def rebuild(self) -> None:
         """Occupy every CIDR the cached nodes already hold."""
@@ -202,14 +196,6 @@ class NodeIpamController:
             log.warning("node %s has pod CIDR %s outside the cluster CIDR %s", name, cidr,
                         self.allocator.network)
         self._assigned[name] = cidr
-
-    async def _timed_sync(self, key: Hashable) -> None:
-        started = time.perf_counter()
-        try:
-            await self.sync(str(key))
-        finally:
-            RECONCILE_DURATION.labels(controller=self.NAME).observe(
-                time.perf_counter() - started)
 
     async def sync(self, name: str) -> None:
         node = self.nodes.store.get_by_key(name)

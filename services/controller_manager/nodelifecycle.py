@@ -38,19 +38,17 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import timestamp_pb2
 from prometheus_client import Counter
 
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
-from services.controller_manager.podcontrol import RECONCILE_DURATION, ensure_indexers
+from services.controller_manager.podcontrol import reconcile_loop, ensure_indexers
 from services.machinery import (
     Client, Clock, Conflict, NotFound, PreconditionFailed, RealClock, SharedInformerFactory,
-    WorkQueue, run_workers,
-)
+    WorkQueue, )
 from services.machinery.store import (
     POD_NODE_INDEX, DeletedFinalStateUnknown, object_key, pod_node_index,
 )
@@ -371,7 +369,7 @@ class NodeLifecycleController:
                  self.grace, self.period)
         monitor = asyncio.ensure_future(self._monitor())
         try:
-            await run_workers(self.queue, self._timed_sync, workers)
+            await reconcile_loop(self.NAME, self.queue, self.sync, workers)
         finally:
             monitor.cancel()
             self.queue.shutdown()
@@ -383,14 +381,6 @@ class NodeLifecycleController:
             await self.clock.sleep(self.period)
             for key in self.nodes.store.list_keys():
                 self.queue.add(key)
-
-    async def _timed_sync(self, key: Hashable) -> None:
-        started = time.perf_counter()
-        try:
-            await self.sync(str(key))
-        finally:
-            RECONCILE_DURATION.labels(controller=self.NAME).observe(
-                time.perf_counter() - started)
 
     async def sync(self, name: str) -> None:
         node = self.nodes.store.get_by_key(name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -26,7 +27,8 @@ from prometheus_client import Histogram
 from services.api import kinds, selectors
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
 from services.api.gen.kybernetes.meta.v1 import meta_pb2
-from services.machinery.errors import ApiError, NotFound
+from services.machinery.errors import ApiError, Conflict, NotFound
+from services.machinery.workqueue import WorkQueue, run_workers
 from services.machinery.store import NAMESPACE_INDEX, Store, namespace_index
 
 # One histogram for every controller in the process, labelled by controller
@@ -37,6 +39,29 @@ RECONCILE_DURATION = Histogram(
     ["controller"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+
+async def reconcile_loop(name: str, queue: WorkQueue, sync: Callable[[str], Awaitable[None]],
+                         workers: int, *, requeue_conflicts: bool = False) -> None:
+    """Run ``workers`` over ``queue`` until cancelled, timing every
+    ``sync(key)`` into RECONCILE_DURATION; the queue is shut down on the way
+    out. With ``requeue_conflicts``, a Conflict (someone wrote first) is
+    requeued quietly rather than logged as a failure."""
+    async def timed(key: Any) -> None:
+        started = time.perf_counter()
+        try:
+            await sync(str(key))
+        except Conflict as err:
+            if not requeue_conflicts:
+                raise
+            log.debug("conflict, retrying: %s", err, extra={"object": key})
+            queue.add_rate_limited(key)
+        finally:
+            RECONCILE_DURATION.labels(controller=name).observe(time.perf_counter() - started)
+    try:
+        await run_workers(queue, timed, workers)
+    finally:
+        queue.shutdown()
 
 CONTROLLER_UID_INDEX = "controller_uid"
 

@@ -24,8 +24,7 @@ import asyncio
 import datetime
 import functools
 import logging
-import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from services.api import selectors
@@ -34,8 +33,8 @@ from services.api.gen.kybernetes.core.v1 import types_pb2 as core
 from services.api.gen.kybernetes.meta.v1 import meta_pb2
 from services.controller_manager.expectations import ControllerExpectations
 from services.controller_manager.podcontrol import (
-    RECONCILE_DURATION,
-    ControllerRefManager,
+    reconcile_loop,
+        ControllerRefManager,
     EventRecorder,
     controller_ref,
     copy_of,
@@ -51,8 +50,7 @@ from services.controller_manager.podcontrol import (
 from services.controller_manager.rollout import pods_to_delete, replicas_of, slow_start_batches
 from services.machinery import (
     Client, Clock, Conflict, Forbidden, NotFound, PreconditionFailed, RealClock,
-    SharedInformerFactory, WorkQueue, run_workers,
-)
+    SharedInformerFactory, WorkQueue, )
 from services.machinery.store import (
     NAMESPACE_INDEX, DeletedFinalStateUnknown, namespace_index, object_key, split_key,
 )
@@ -259,22 +257,7 @@ class ReplicaSetController:
         for informer in (self.replicasets, self.pods):
             await informer.wait_for_sync()
         log.info("%s controller: caches synced; %d workers", self.NAME, workers)
-        try:
-            await run_workers(self.queue, self._timed_sync, workers)
-        finally:
-            self.queue.shutdown()
-
-    async def _timed_sync(self, key: Hashable) -> None:
-        started = time.perf_counter()
-        try:
-            await self.sync(str(key))
-        except Conflict as err:
-            # Someone wrote first (often a status write racing ours): not an
-            # error, just re-read and decide again.
-            log.debug("conflict, retrying: %s", err, extra={"object": key})
-            self.queue.add_rate_limited(key)
-        finally:
-            RECONCILE_DURATION.labels(controller=self.NAME).observe(time.perf_counter() - started)
+        await reconcile_loop(self.NAME, self.queue, self.sync, workers, requeue_conflicts=True)
 
     async def sync(self, key: str) -> None:
         """Bring ReplicaSet ``key`` to spec.replicas pods and report its status."""

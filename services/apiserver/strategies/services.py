@@ -62,7 +62,7 @@ class ServiceStrategy(Strategy):
 
     async def _pick_ip(self, attempt: int, storage: Any) -> str:
         if attempt < _RANDOM_PICKS:
-            return self.ips.random(self.rng)
+            return self.ips.pick(self.rng)
         free = self.ips.free(await self._taken(storage, allocator.IP_PREFIX))
         if not free:
             raise errors.too_large(f"no ClusterIP left in the service CIDR {self.ips}")
@@ -71,7 +71,7 @@ class ServiceStrategy(Strategy):
     async def _pick_port(self, attempt: int, storage: Any, avoid: set[int]) -> int:
         if attempt < _RANDOM_PICKS:
             for _ in range(64):
-                port = self.ports.random(self.rng)
+                port = self.ports.pick(self.rng)
                 if port not in avoid:
                     return port
         taken = {int(p) for p in await self._taken(storage, allocator.PORT_PREFIX)}
