@@ -8,13 +8,15 @@ STAMP  := $(VENV)/.installed
 STATE  ?= $(CURDIR)/.kyb
 PORT   ?= 6443
 
-.PHONY: help venv host proto images test test-unit test-integration bench cluster cluster-down \
-        control-plane control-plane-down clean
+.PHONY: help venv host test-tools proto images test test-unit test-integration bench cluster \
+        cluster-down control-plane control-plane-down monitoring monitoring-down clean
 
 help:
 	@echo "make cluster       a Kybernetes cluster in containers (NODES=2 ETCD=1 APISERVERS=1)"
 	@echo "make cluster-down  remove it (containers, networks, routes, volumes)"
 	@echo "make images        build the images (Debian base by debootstrap, no registry needed)"
+	@echo "make cluster PROVIDER=vagrant  the same on Vagrant VMs (deploy/README.md)"
+	@echo "make monitoring    Prometheus scraping every component of the cluster"
 	@echo "make control-plane just the API server and its etcd as local processes"
 	@echo "make test          run the test suite (installs what is missing)"
 	@echo "make bench         run the benchmarks"
@@ -35,7 +37,11 @@ venv: $(STAMP)
 proto: $(STAMP)
 	$(PY) -m services.api.codegen
 
-test: host $(STAMP)
+# The tests also validate the Vagrantfile and lint the shell scripts.
+test-tools:
+	@deploy/host/ensure.sh deploy
+
+test: host test-tools $(STAMP)
 	$(PY) -m pytest
 
 test-unit: $(STAMP)
@@ -51,11 +57,26 @@ images: host $(STAMP)
 	@deploy/images/build.sh
 
 cluster: images
+ifeq ($(PROVIDER),vagrant)
+	@deploy/vagrant/up.sh
+else
 	@$(VENV)/bin/kyb-cluster up $(if $(NODES),--nodes $(NODES)) $(if $(ETCD),--etcd $(ETCD)) \
 		$(if $(APISERVERS),--apiservers $(APISERVERS))
+endif
 
 cluster-down:
+ifeq ($(PROVIDER),vagrant)
+	@deploy/vagrant/down.sh
+else
+	@deploy/monitoring.sh down >/dev/null 2>&1 || true
 	@test -x $(VENV)/bin/kyb-cluster && $(VENV)/bin/kyb-cluster down || true
+endif
+
+monitoring: host $(STAMP)
+	@deploy/monitoring.sh up
+
+monitoring-down:
+	@deploy/monitoring.sh down
 
 control-plane: host $(STAMP)
 	@deploy/local/up.sh "$(STATE)" "$(PORT)"

@@ -4,6 +4,7 @@
 #   deploy/host/ensure.sh python   python3 with venv support
 #   deploy/host/ensure.sh etcd     etcd-server and etcdctl
 #   deploy/host/ensure.sh docker   docker.io, iptables, debootstrap; dockerd running
+#   deploy/host/ensure.sh deploy   vagrant, vagrant-libvirt, shellcheck (for the tests)
 #
 # Idempotent: a second run installs nothing and prints nothing but checks.
 set -euo pipefail
@@ -55,11 +56,20 @@ ensure_docker() {
   fi
 }
 
+ensure_deploy() {  # vagrant + libvirt provider (the Vagrantfile's validate test), shellcheck
+  local need=()
+  command -v vagrant >/dev/null || need+=(vagrant)
+  dpkg -s vagrant-libvirt >/dev/null 2>&1 || need+=(vagrant-libvirt)
+  command -v shellcheck >/dev/null || need+=(shellcheck)
+  [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
+}
+
 for what in "$@"; do
   case "$what" in
     python) ensure_python ;;
     etcd) ensure_etcd ;;
     docker) ensure_docker ;;
-    *) say "unknown requirement: $what (python, etcd, docker)"; exit 2 ;;
+    deploy) ensure_deploy ;;
+    *) say "unknown requirement: $what (python, etcd, docker, deploy)"; exit 2 ;;
   esac
 done

@@ -19,7 +19,9 @@
 # Environment: KYB_NODE_NAME, KYB_POD_CIDR (required); KYB_SERVER (API
 # servers); KYB_CLUSTER_CIDR (10.244.0.0/16); KYB_NODE_IP (default: the
 # address of the default route's interface); KYB_PRELOAD (/preload);
-# KYB_KUBELET_ARGS, KYB_PROXY_ARGS (extra flags).
+# KYB_KUBELET_ARGS, KYB_PROXY_ARGS (extra flags); KYB_DOCKERD (own: start
+# dockerd here; host: use the dockerd whose socket is mounted, as a VM
+# worker of deploy/vagrant does).
 set -uo pipefail
 
 NODE=${KYB_NODE_NAME:?KYB_NODE_NAME is not set}
@@ -66,13 +68,23 @@ supervise() {
 say "pod CIDR $POD_CIDR (bridge $GATEWAY/$PREFIX), node IP $NODE_IP"
 mount --make-rshared / 2>/dev/null || true
 sysctl -qw net.ipv4.ip_forward=1 2>/dev/null || true
-rm -f /run/docker.pid /run/docker.sock
-
-dockerd --bip "$GATEWAY/$PREFIX" --cgroup-parent "/$NODE" --iptables=true --ip-masq=false \
-  --log-level warn >>/var/log/dockerd.log 2>&1 &
-for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
-docker info >/dev/null 2>&1 || { say "dockerd did not start:"; tail -20 /var/log/dockerd.log; exit 1; }
-say "dockerd ready ($(docker info -f '{{.Driver}}'))"
+if [ "${KYB_DOCKERD:-own}" = host ]; then
+  # A VM worker (deploy/vagrant): the runtime is the machine's own dockerd,
+  # its socket mounted at /run/docker.sock, its bridge already on the pod
+  # CIDR (daemon.json written by deploy/vagrant/provision/worker.sh).
+  for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
+  docker info >/dev/null 2>&1 || { say "no dockerd answers at /run/docker.sock"; exit 1; }
+  bridge=$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' bridge 2>/dev/null)
+  [ "$bridge" = "$GATEWAY" ] || say "warning: the host's docker0 is on $bridge, not $GATEWAY (bip)"
+  say "using the host's dockerd ($(docker info -f '{{.Driver}}'))"
+else
+  rm -f /run/docker.pid /run/docker.sock
+  dockerd --bip "$GATEWAY/$PREFIX" --cgroup-parent "/$NODE" --iptables=true --ip-masq=false \
+    --log-level warn >>/var/log/dockerd.log 2>&1 &
+  for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
+  docker info >/dev/null 2>&1 || { say "dockerd did not start:"; tail -20 /var/log/dockerd.log; exit 1; }
+  say "dockerd ready ($(docker info -f '{{.Driver}}'))"
+fi
 
 # rule TABLE CHAIN SPEC...: insert SPEC at the top of CHAIN unless present.
 rule() { local t=$1 c=$2; shift 2; iptables -t "$t" -C "$c" "$@" 2>/dev/null || iptables -t "$t" -I "$c" 1 "$@"; }

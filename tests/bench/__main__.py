@@ -44,6 +44,8 @@ BENCHMARKS = {
                   "scheduling throughput and latency with hollow nodes (100/1000/5000 nodes)"),
     "kubelet": (QuickOnly("tests.bench.kubelet"),
                 "pod startup latency with real containers vs plain docker run"),
+    "cluster": (QuickOnly("tests.bench.cluster"),
+                "make cluster: bring-up time, 30-pod Deployment vs docker run, control-plane memory"),
     "kube-proxy": (QuickOnly("tests.bench.kube_proxy"),
                    "iptables rule programming at 1000/5000 services vs bare iptables-restore"),
 }
