@@ -79,8 +79,12 @@ if [ "${KYB_DOCKERD:-own}" = host ]; then
   say "using the host's dockerd ($(docker info -f '{{.Driver}}'))"
 else
   rm -f /run/docker.pid /run/docker.sock
+  # Hairpin: a pod reaching itself through its Service's ClusterIP needs
+  # hairpin_mode on its bridge port, which dockerd sets only without the
+  # userland proxy; that in turn needs a writable /proc/sys in the node.
+  mount -o remount,rw /proc/sys 2>/dev/null || true
   dockerd --bip "$GATEWAY/$PREFIX" --cgroup-parent "/$NODE" --iptables=true --ip-masq=false \
-    --log-level warn >>/var/log/dockerd.log 2>&1 &
+    --userland-proxy=false --log-level warn >>/var/log/dockerd.log 2>&1 &
   for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
   docker info >/dev/null 2>&1 || { say "dockerd did not start:"; tail -20 /var/log/dockerd.log; exit 1; }
   say "dockerd ready ($(docker info -f '{{.Driver}}'))"

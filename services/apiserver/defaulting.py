@@ -208,7 +208,16 @@ def _namespace(ns: Any) -> None:
         ns.spec.finalizers.append(NAMESPACE_FINALIZER)
 
 
+def _endpoints(endpoints: Any) -> None:
+    """Endpoints ports default to TCP, as Kubernetes' do."""
+    for subset in endpoints.subsets:
+        for port in subset.ports:
+            if not port.protocol:
+                port.protocol = "TCP"
+
+
 _RULES = {
+    "Endpoints": _endpoints,
     "Pod": _pod,
     "Service": _service,
     "ReplicaSet": _replica_set,

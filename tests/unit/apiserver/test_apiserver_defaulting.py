@@ -244,3 +244,11 @@ def test_set_api_version_and_kind(kind):
     obj = kind.message()
     set_api_version_and_kind(obj)
     assert (obj.api_version, obj.kind) == (kind.api_version, kind.kind)
+
+
+def test_defaults_endpoints_port_protocol_tcp():
+    from services.api.gen.kybernetes.core.v1 import types_pb2 as core
+    ep = core.Endpoints()
+    ep.subsets.add().ports.add(name="http", port=80)
+    apply_defaults(ep)
+    assert ep.subsets[0].ports[0].protocol == "TCP"
