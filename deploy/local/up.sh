@@ -19,7 +19,7 @@ if [ -f "$STATE/apiserver.pid" ] && kill -0 "$(cat "$STATE/apiserver.pid")" 2>/d
 else
   step "starting the API server (embedded etcd in $STATE/apiserver/etcd)"
   nohup "$PY" -m services.apiserver.main --port "$PORT" --metrics-port "$METRICS_PORT" \
-    --data-dir "$STATE/apiserver" --embedded-etcd-port "$ETCD_PORT" \
+    --data-dir "$STATE/apiserver" --embedded-etcd-port "$ETCD_PORT" --insecure-plaintext \
     >>"$STATE/apiserver.log" 2>&1 &
   echo $! >"$STATE/apiserver.pid"
 fi

@@ -56,6 +56,17 @@ _INT_RANGES = {
 _DECIMAL = re.compile(r"-?\d+")
 _SNAKE = {"apiVersion": "api_version", "kind": "kind"}
 
+# Kubernetes JSON names protobuf's lowerCamelCase cannot spell (an upper-case
+# acronym), for fields whose proto does not carry a json_name option.
+_JSON_NAMES = {
+    "kybernetes.rbac.v1.PolicyRule.non_resource_urls": "nonResourceURLs",
+}
+
+
+def json_name(field: FieldDescriptor) -> str:
+    """The field's name in Kubernetes' JSON and YAML."""
+    return _JSON_NAMES.get(field.full_name, field.json_name)
+
 
 class ConversionError(ValueError):
     """A manifest that cannot become a message; ``str()`` is one line that
@@ -89,25 +100,25 @@ def _message_to_dict(msg: Message) -> dict[str, Any]:
         out["apiVersion"], out["kind"] = type_meta["api_version"], type_meta["kind"]
     for field in descriptor.fields:
         if type_meta and field.name in ("api_version", "kind"):
-            out[field.json_name] = type_meta[field.name]
+            out[json_name(field)] = type_meta[field.name]
             continue
         value = getattr(msg, field.name)
         if _is_map(field):
             if value:
                 value_field = field.message_type.fields_by_name["value"]
-                out[field.json_name] = {str(k): _value_to_json(value_field, v)
+                out[json_name(field)] = {str(k): _value_to_json(value_field, v)
                                         for k, v in sorted(value.items())}
         elif field.is_repeated:
             if value:
-                out[field.json_name] = [_value_to_json(field, v) for v in value]
+                out[json_name(field)] = [_value_to_json(field, v) for v in value]
         elif field.type == _T.TYPE_MESSAGE:
             if msg.HasField(field.name):
-                out[field.json_name] = _value_to_json(field, value)
+                out[json_name(field)] = _value_to_json(field, value)
         elif field.has_presence:
             if msg.HasField(field.name):
-                out[field.json_name] = _value_to_json(field, value)
+                out[json_name(field)] = _value_to_json(field, value)
         elif value != field.default_value:
-            out[field.json_name] = _value_to_json(field, value)
+            out[json_name(field)] = _value_to_json(field, value)
     return out
 
 
@@ -222,7 +233,7 @@ def _join(path: str, name: str) -> str:
 def _fill(msg: Message, data: dict[str, Any], path: str, warnings: list[str]) -> None:
     descriptor = msg.DESCRIPTOR
     type_meta = _type_meta(descriptor)
-    by_json = {f.json_name: f for f in descriptor.fields}
+    by_json = {json_name(f): f for f in descriptor.fields}
     for key, value in data.items():
         field_path = _join(path, str(key))
         field = by_json.get(key) if isinstance(key, str) else None
@@ -458,4 +469,4 @@ def _yaml_error(err: yaml.YAMLError, source: str) -> str:
 
 
 __all__ = ["ConversionError", "ManifestError", "to_dict", "from_dict", "load_manifests",
-           "message_class_for", "format_time", "parse_time"]
+           "message_class_for", "format_time", "parse_time", "json_name"]

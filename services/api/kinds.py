@@ -19,6 +19,8 @@ from services.api.gen.kybernetes.coordination.v1 import service_pb2_grpc as coor
 from services.api.gen.kybernetes.coordination.v1 import types_pb2 as coordination
 from services.api.gen.kybernetes.core.v1 import service_pb2_grpc as core_grpc
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
+from services.api.gen.kybernetes.rbac.v1 import service_pb2_grpc as rbac_grpc
+from services.api.gen.kybernetes.rbac.v1 import types_pb2 as rbac
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,11 @@ class Kind:
     has_status: bool
     short_names: tuple[str, ...] = ()
     singular: str = ""
+
+    @property
+    def group(self) -> str:
+        """The API group, as RBAC rules name it: "" for the core group."""
+        return self.api_version.rpartition("/")[0]
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -62,6 +69,8 @@ def _kind(kind: str, resource: str, api_version: str, namespaced: bool, module: 
 _CORE = "kybernetes.core.v1"
 _APPS = "kybernetes.apps.v1"
 _COORD = "kybernetes.coordination.v1"
+_RBAC = "kybernetes.rbac.v1"
+_RBAC_VERSION = "rbac.authorization.k8s.io/v1"
 
 KINDS: tuple[Kind, ...] = (
     _kind("Namespace", "namespaces", "v1", False, core, core_grpc, "Namespaces", _CORE,
@@ -80,6 +89,16 @@ KINDS: tuple[Kind, ...] = (
           short_names=("deploy",)),
     _kind("Lease", "leases", "coordination.k8s.io/v1", True, coordination, coordination_grpc,
           "Leases", _COORD, has_status=False),
+    _kind("ResourceQuota", "resourcequotas", "v1", True, core, core_grpc, "ResourceQuotas", _CORE,
+          short_names=("quota",)),
+    _kind("Role", "roles", _RBAC_VERSION, True, rbac, rbac_grpc, "Roles", _RBAC,
+          has_status=False),
+    _kind("ClusterRole", "clusterroles", _RBAC_VERSION, False, rbac, rbac_grpc, "ClusterRoles",
+          _RBAC, has_status=False),
+    _kind("RoleBinding", "rolebindings", _RBAC_VERSION, True, rbac, rbac_grpc, "RoleBindings",
+          _RBAC, has_status=False),
+    _kind("ClusterRoleBinding", "clusterrolebindings", _RBAC_VERSION, False, rbac, rbac_grpc,
+          "ClusterRoleBindings", _RBAC, has_status=False),
 )
 
 BY_KIND: dict[str, Kind] = {k.kind: k for k in KINDS}

@@ -33,6 +33,7 @@ _BINARY = {
 }
 _EXPONENT_RE = re.compile(r"^[eE]([-+]?[0-9]+)$")
 _MAX_EXPONENT = 1000  # bounds the work a hostile "1e999999999" can cause
+_MAX_DIGITS = 1000  # and a hostile 5000-digit number (int() refuses past 4300)
 
 
 def _quote(text: str) -> str:
@@ -72,6 +73,9 @@ def parse_quantity(text: str) -> Fraction:
     if n is None or not (n.group(2) or n.group(3)):
         raise _format_error(text)
     sign, whole, frac = n.group(1), n.group(2) or "0", n.group(3) or ""
+    if len(whole) + len(frac) > _MAX_DIGITS:
+        raise QuantityError(f"invalid quantity {_quote(text[:40] + '...')}: more than "
+                            f"{_MAX_DIGITS} digits")
     value = Fraction(int(whole + frac), 10 ** len(frac)) * _multiplier(suffix, text)
     return -value if sign == "-" else value
 

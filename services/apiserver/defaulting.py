@@ -22,6 +22,7 @@ CLIENT_IP_TIMEOUT_SECONDS = 10800
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 NAMESPACE_FINALIZER = "kubernetes"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 def set_api_version_and_kind(obj: Any) -> None:
@@ -216,6 +217,25 @@ def _endpoints(endpoints: Any) -> None:
                 port.protocol = "TCP"
 
 
+# --- RBAC ---------------------------------------------------------------------------------
+
+
+def _binding(binding: Any) -> None:
+    """rbac/v1's SetDefaults_Subject and SetDefaults_RoleRef: users and
+    groups are rbac.authorization.k8s.io subjects, service accounts core
+    ones. A RoleBinding's ServiceAccount subject without a namespace means
+    one in the binding's namespace (Kubernetes' authorizer reads it so);
+    storing that namespace keeps every reader from having to know."""
+    if not binding.role_ref.api_group:
+        binding.role_ref.api_group = RBAC_GROUP
+    namespace = binding.metadata.namespace
+    for subject in binding.subjects:
+        if not subject.api_group and subject.kind in ("User", "Group"):
+            subject.api_group = RBAC_GROUP
+        if subject.kind == "ServiceAccount" and not subject.namespace and namespace:
+            subject.namespace = namespace
+
+
 _RULES = {
     "Endpoints": _endpoints,
     "Pod": _pod,
@@ -223,4 +243,6 @@ _RULES = {
     "ReplicaSet": _replica_set,
     "Deployment": _deployment,
     "Namespace": _namespace,
+    "RoleBinding": _binding,
+    "ClusterRoleBinding": _binding,
 }

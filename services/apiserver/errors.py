@@ -70,3 +70,17 @@ def too_large(message: str) -> ApiStatus:
 
 def unavailable(message: str) -> ApiStatus:
     return ApiStatus(grpc.StatusCode.UNAVAILABLE, message)
+
+
+def unauthenticated(message: str) -> ApiStatus:
+    return ApiStatus(grpc.StatusCode.UNAUTHENTICATED, message)
+
+
+def forbidden(message: str) -> ApiStatus:
+    """Kubernetes' 403: authenticated, but not allowed (authorization or admission)."""
+    return ApiStatus(grpc.StatusCode.PERMISSION_DENIED, message)
+
+
+def throttled(message: str) -> ApiStatus:
+    """Kubernetes' 429 Too Many Requests."""
+    return ApiStatus(grpc.StatusCode.RESOURCE_EXHAUSTED, message)

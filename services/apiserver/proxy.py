@@ -5,6 +5,13 @@ The kubelet is found through its Node object: the InternalIP address and
 the port published in status.daemonEndpoints.kubeletEndpoint. Channels are
 kept per kubelet address. Errors from the kubelet pass through with their
 status; an unreachable kubelet is UNAVAILABLE naming the node.
+
+With ``tls`` (--kubelet-client-certificate, --kubelet-client-key,
+--kubelet-certificate-authority) the channels are mutual TLS: the API
+server presents its kubelet-client certificate, and the kubelet's serving
+certificate must be signed by the CA and name the address dialled (the
+node's InternalIP is among its SANs). Without it: plaintext, for clusters
+whose kubelets serve plaintext (tests, --insecure-plaintext set-ups).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from services.apiserver import errors
 from services.apiserver.errors import quote
 from services.apiserver.registry import Registry
 from services.machinery import channel as channels
+from services.machinery.tlsconfig import ClientTLS, tls_failure
 
 DEFAULT_KUBELET_PORT = 10250
 
@@ -48,20 +56,30 @@ def choose_container(pod: Any, requested: str) -> str:
 
 
 class KubeletProxy:
-    def __init__(self, pods: Registry, nodes: Registry):
+    def __init__(self, pods: Registry, nodes: Registry, tls: ClientTLS | None = None):
         self.pods = pods
         self.nodes = nodes
+        self.tls = tls
+        self._credentials = tls.credentials() if tls is not None else None
         self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        chan = self._channels.get(address)
+        if chan is None:
+            if self._credentials is not None:
+                assert self.tls is not None
+                chan = channels.secure_channel(address, self._credentials, self.tls.server_name)
+            else:
+                chan = channels.insecure_channel(address)
+            self._channels[address] = chan
+        return chan
 
     async def _target(self, namespace: str, name: str, container: str) -> tuple[Any, str, str]:
         pod = await self.pods.get(namespace or "default", name)
         if not pod.spec.node_name:
             raise errors.precondition(f"pod {quote(name)} does not have a host assigned")
         node = await self.nodes.get("", pod.spec.node_name)
-        address = kubelet_address(node)
-        if address not in self._channels:
-            self._channels[address] = channels.insecure_channel(address)
-        stub = kubelet_pb2_grpc.KubeletStub(self._channels[address])
+        stub = kubelet_pb2_grpc.KubeletStub(self._channel(kubelet_address(node)))
         return stub, choose_container(pod, container), pod.spec.node_name
 
     async def _relay(self, call: Any, node: str) -> AsyncIterator[bytes]:
@@ -69,6 +87,11 @@ class KubeletProxy:
             async for chunk in call:
                 yield chunk.SerializeToString()
         except grpc.aio.AioRpcError as err:
+            reason = tls_failure(err.details() or "")
+            if reason and err.code() == grpc.StatusCode.UNAVAILABLE:
+                raise errors.unavailable(
+                    f"cannot connect securely to the kubelet on node {quote(node)}: "
+                    f"{reason}") from None
             if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise errors.unavailable(
                     f"unable to reach the kubelet on node {quote(node)}: {err.details()}") from None

@@ -5,10 +5,16 @@ Every write is a read-modify-write guarded by an etcd compare on the key's
 mod_revision, so concurrent writers (and API server replicas) never lose an
 update: a client that sent a resourceVersion gets ABORTED when it is stale;
 an unconditional update is retried against the latest object.
+
+Pod writes that change quota usage carry their namespace's ResourceQuota
+updates in the same transaction, and a ResourceQuota's status is computed
+as it is written (admission/quota.py); creates beyond
+``max_objects_per_namespace`` are refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -16,6 +22,7 @@ import secrets
 import string
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf.message import Message
@@ -23,8 +30,16 @@ from google.protobuf.message import Message
 from services.api import selectors
 from services.api.kinds import Kind
 from services.apiserver import defaulting, errors
+from services.apiserver.admission import quota
 from services.apiserver.errors import quote
-from services.apiserver.storage import CompactedError, ConflictError, KeyExists, Storage
+from services.apiserver.storage import (
+    CompactedError,
+    ConflictError,
+    Guard,
+    GuardConflict,
+    KeyExists,
+    Storage,
+)
 from services.apiserver.strategies import Strategy
 from services.apiserver.strategies.base import spec_of
 from services.apiserver.watchcache import TooOld, WatchCache, Watcher, decode, object_key
@@ -32,6 +47,7 @@ from services.apiserver.watchcache import TooOld, WatchCache, Watcher, decode, o
 log = logging.getLogger(__name__)
 
 _MAX_RETRIES = 16
+_CACHE_READY_TIMEOUT = 30.0  # a list or watch waits no longer for a cache being rebuilt
 _NAME_SUFFIX = string.ascii_lowercase + string.digits
 
 
@@ -79,13 +95,23 @@ class Registry:
     """Storage operations for one kind."""
 
     def __init__(self, kind: Kind, storage: Storage, cache: WatchCache, strategy: Strategy,
-                 namespaces: WatchCache | None):
+                 namespaces: WatchCache | None, *,
+                 caches: Mapping[str, WatchCache] | None = None,
+                 max_objects_per_namespace: int = 0):
+        """``caches``: every kind's watch cache by kind name (the server's),
+        for quota and the per-namespace object count; without it neither
+        is enforced. ``max_objects_per_namespace``: 0 is no limit."""
         self.kind = kind
         self.storage = storage
         self.cache = cache
         self.strategy = strategy
         self.namespaces = namespaces  # the Namespace kind's cache, to check existence
         self.prefix = f"/registry/{kind.resource}/".encode()
+        self.caches = caches or {}
+        self.max_objects_per_namespace = max_objects_per_namespace
+        self.quota: quota.QuotaAccounting | None = None
+        if kind.kind in ("Pod", "ResourceQuota") and "ResourceQuota" in self.caches:
+            self.quota = quota.QuotaAccounting(storage, self.caches["ResourceQuota"])
 
     def key(self, namespace: str, name: str) -> bytes:
         return object_key(self.kind, namespace, name)
@@ -160,16 +186,24 @@ class Registry:
         defaulting.set_api_version_and_kind(obj)
         self.strategy.validate(obj, None)
         await self._check_namespace(meta.namespace)
+        self._check_object_count(meta.namespace)
         key = self.key(meta.namespace, meta.name)
         for attempt in range(_MAX_RETRIES):
             # Each attempt allocates on a fresh copy: values picked by a failed
             # attempt must not look like values the client asked for.
             candidate = _copy(obj)
             alloc = await self.strategy.allocate(candidate, None, attempt, self.storage)
+            guard = None
+            if self._is_quota():
+                guard = self.quota.new_quota_guard(candidate, await self.quota.count(candidate))
+
+            async def txn(extra: Guard | None, candidate=candidate, alloc=alloc,
+                          guard=guard) -> int:
+                return await self.storage.create(key, _encode(candidate),
+                                                 also_create=alloc.create,
+                                                 guard=extra or guard, kind=self.kind.kind)
             try:
-                revision = await self.storage.create(key, _encode(candidate),
-                                                     also_create=alloc.create,
-                                                     kind=self.kind.kind)
+                revision = await self._charged(None, candidate, txn)
             except KeyExists as err:
                 if err.key == key:
                     raise errors.already_exists(self.kind.resource, meta.name) from None
@@ -177,9 +211,33 @@ class Registry:
                     continue  # someone took the value we picked: pick again
                 raise errors.invalid(self.kind.kind, meta.name,
                                      [self.strategy.describe_taken(err.key)]) from None
+            except GuardConflict:
+                continue  # a pod changed while the new quota counted them: count again
             candidate.metadata.resource_version = str(revision)
+            if self._is_quota():
+                return await self.quota.recount(candidate)
             return candidate
         raise errors.unavailable("could not allocate; too much contention, try again")
+
+    def _is_quota(self) -> bool:
+        return self.quota is not None and self.kind.kind == "ResourceQuota"
+
+    async def _charged(self, old: Message | None, new: Message | None,
+                       txn: quota.Txn) -> int:
+        """Run a pod's write with its quota usage change (others: as is)."""
+        if self.quota is None or self.kind.kind != "Pod":
+            return await txn(None)
+        return await self.quota.write_pod(old, new, txn)
+
+    def _check_object_count(self, namespace: str) -> None:
+        """RESOURCE_EXHAUSTED past ``max_objects_per_namespace``. Counted
+        from the watch caches, so concurrent creates may overshoot by a
+        few: a guard against floods, not an exact quota."""
+        limit = self.max_objects_per_namespace
+        if limit <= 0 or not self.kind.namespaced or not self.caches:
+            return
+        if quota.objects_in_namespace(self.caches.values(), namespace) >= limit:
+            raise quota.too_many_objects(namespace, limit)
 
     # -- read ----------------------------------------------------------------------------
 
@@ -214,7 +272,7 @@ class Registry:
             raise errors.bad_request("limit must not be negative")
         if resource_version == "0" and not continue_token:
             # Served from the watch cache: fast, possibly slightly stale (as Kubernetes).
-            await self.cache.ready.wait()
+            await self._cache_ready()
             items = sorted(self.cache.list(matches), key=lambda o: (o.metadata.namespace,
                                                                     o.metadata.name))
             result.items.extend(items)
@@ -283,6 +341,10 @@ class Registry:
                 self.strategy.prepare_update(new, old)
             defaulting.set_api_version_and_kind(new)
             new.metadata.resource_version = ""
+            if self._is_quota():
+                # The server owns a quota's status: recount it with every
+                # write (exact: the write compares the quota read above).
+                await self.quota.count(new)
             if status:
                 self.strategy.validate_status(new, old)
             else:
@@ -317,17 +379,21 @@ class Registry:
         deletion is no longer held by anything."""
         old_bytes, new_bytes = _encode(old), _encode(new)
         if self._deletable(new):
-            return await self._remove(new, revision)
+            return await self._remove(new, old, revision)
         if new_bytes == old_bytes:
             return old  # nothing changed: no write, no new resourceVersion
         key = self.key(new.metadata.namespace, new.metadata.name)
         for attempt in range(_MAX_RETRIES):
             candidate = _copy(new)
             alloc = await self.strategy.allocate(candidate, old, attempt, self.storage)
+
+            async def txn(guard: Guard | None, candidate=candidate, alloc=alloc) -> int:
+                return await self.storage.update(key, _encode(candidate), revision,
+                                                 also_create=alloc.create,
+                                                 also_delete=alloc.delete, guard=guard,
+                                                 kind=self.kind.kind)
             try:
-                rev = await self.storage.update(key, _encode(candidate), revision,
-                                                also_create=alloc.create,
-                                                also_delete=alloc.delete, kind=self.kind.kind)
+                rev = await self._charged(old, candidate, txn)
             except KeyExists as err:
                 if err.key in alloc.auto:
                     continue
@@ -343,10 +409,16 @@ class Registry:
                 and meta.deletion_grace_period_seconds == 0
                 and not self.strategy.blocks_deletion(obj))
 
-    async def _remove(self, obj: Message, revision: int) -> Message:
+    async def _remove(self, obj: Message, stored: Message, revision: int) -> Message:
+        """Remove ``obj`` from etcd for good (``stored``: as it is there, at
+        ``revision``): the end of a graceful deletion. A pod's quota usage
+        is freed in the same transaction."""
         key = self.key(obj.metadata.namespace, obj.metadata.name)
-        rev = await self.storage.delete(key, revision, also_delete=self.strategy.release(obj),
-                                        kind=self.kind.kind)
+
+        async def txn(guard: Guard | None) -> int:
+            return await self.storage.delete(key, revision, also_delete=self.strategy.release(obj),
+                                             guard=guard, kind=self.kind.kind)
+        rev = await self._charged(stored, None, txn)
         obj.metadata.resource_version = str(rev)
         return obj
 
@@ -377,7 +449,7 @@ class Registry:
             self.strategy.prepare_delete(new)
             try:
                 if self._deletable(new):
-                    return await self._remove(new, revision)
+                    return await self._remove(new, obj, revision)
                 return await self._write(new, obj, revision)
             except ConflictError:
                 if resource_version is not None:
@@ -434,13 +506,22 @@ class Registry:
 
     # -- watch ----------------------------------------------------------------------------------
 
+    async def _cache_ready(self) -> None:
+        """Wait for the watch cache to be (re)built, within a deadline: while
+        etcd is unreachable a list or watch fails UNAVAILABLE, never hangs."""
+        try:
+            await asyncio.wait_for(self.cache.ready.wait(), _CACHE_READY_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise errors.unavailable(
+                f"the watch cache of {self.kind.resource} is not ready; try again") from None
+
     async def watch(self, namespace: str, label_selector: str, field_selector: str,
                     resource_version: str, allow_bookmarks: bool) -> Watcher:
         matches = self.predicate(namespace, label_selector, field_selector)
         after = None
         if resource_version not in ("", "0"):
             after = parse_resource_version(resource_version)
-        await self.cache.ready.wait()
+        await self._cache_ready()
         try:
             return self.cache.watch(after, matches, bookmarks=allow_bookmarks)
         except TooOld as err:

@@ -24,6 +24,11 @@ from services.api import kinds
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
 from services.api.gen.kybernetes.meta.v1 import meta_pb2
 from services.apiserver import allocator, errors, metrics
+from services.apiserver.access import AccessControl, Outcome, attributes_for
+from services.apiserver.authn import Authenticator
+from services.apiserver.authz.attributes import UserInfo
+from services.apiserver.policy import bootstrap_policy
+from services.apiserver.review import REVIEW_SERVICE, review_handler
 from services.apiserver.proxy import KubeletProxy
 from services.apiserver.registry import Registry
 from services.apiserver.storage import Storage, StorageError
@@ -64,13 +69,21 @@ def _identity(data: bytes) -> bytes:
 
 def _decoder(message_type: Any) -> Callable[[bytes], Any]:
     """Decode a request in the handler rather than in grpc's deserializer,
-    so that corrupt bytes get INVALID_ARGUMENT instead of UNKNOWN."""
+    so that corrupt bytes get INVALID_ARGUMENT instead of UNKNOWN.
+
+    Fields the schema does not know (a newer client's, a known number sent
+    with the wrong wire type, or bytes smuggled past validation) are
+    dropped, as kube-apiserver drops unknown fields, rather than stored and
+    served back to every reader — where a later schema could give them a
+    meaning no validation ever checked."""
     def decode(data: bytes) -> Any:
         try:
-            return message_type.FromString(data)
+            message = message_type.FromString(data)
         except DecodeError as err:
             raise errors.bad_request(
                 f"request is not a valid {message_type.DESCRIPTOR.full_name}: {err}") from None
+        message.DiscardUnknownFields()
+        return message
     return decode
 
 
@@ -93,12 +106,15 @@ def _status_for(err: BaseException) -> tuple[grpc.StatusCode, str] | None:
 
 class _CallScope:
     """Wraps one RPC: turns whatever it raises into its gRPC status (one
-    line; a bug becomes INTERNAL and is logged), and counts it in
-    apiserver_request_total (and, when ``timed``, the duration histogram)."""
+    line; a bug becomes INTERNAL and is logged), counts it in
+    apiserver_request_total (and, when ``timed``, the duration histogram),
+    and hands its outcome to the audit log."""
 
-    def __init__(self, context: grpc.aio.ServicerContext, verb: str, resource: str,
-                 timed: bool = False):
-        self.context, self.verb, self.resource, self.timed = context, verb, resource, timed
+    def __init__(self, context: grpc.aio.ServicerContext, verb: str, kind: kinds.Kind,
+                 access: AccessControl, method: str, timed: bool = False):
+        self.context, self.verb, self.resource, self.timed = context, verb, kind.resource, timed
+        self.access = access
+        self.outcome = Outcome(method, kind.group, kind.resource)
 
     async def __aenter__(self) -> _CallScope:
         self.started = time.perf_counter()
@@ -121,6 +137,8 @@ class _CallScope:
                 mapped = (grpc.StatusCode.INTERNAL,
                           f"internal error in {self.verb} {self.resource}")
             code = mapped[0]
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and self.outcome.decision == "throttled":
+                self.context.set_trailing_metadata((("retry-after", "1"),))
             await self.context.abort(*mapped)
             return False
         finally:
@@ -128,6 +146,10 @@ class _CallScope:
             if self.timed:
                 metrics.REQUEST_DURATION.labels(self.verb, self.resource).observe(
                     time.perf_counter() - self.started)
+            self.access.finish(self.outcome, code.name)
+
+    def authenticate(self) -> UserInfo:
+        return self.access.authenticate(self.context, self.outcome)
 
 
 class ApiServer:
@@ -138,8 +160,14 @@ class ApiServer:
                  node_ports: allocator.NodePortRange | None = None,
                  watch_cache_size: int = 1024, default_toleration_seconds: tuple[int, int] = (300, 300),
                  watch_batch_window: float = 0.02,
-                 compaction_interval: float = 300.0):
+                 compaction_interval: float = 300.0,
+                 access: AccessControl | None = None,
+                 max_objects_per_namespace: int = 0,
+                 kubelet_tls: Any = None):
         self.storage = storage
+        # Without an AccessControl, every caller is system:masters: the
+        # --insecure-plaintext mode tests and local development use.
+        self.access = access or AccessControl(Authenticator(insecure=True))
         self.compaction_interval = compaction_interval
         self.watch_batch_window = watch_batch_window
         self.caches: dict[str, WatchCache] = {}
@@ -154,32 +182,43 @@ class ApiServer:
         for kind in kinds.KINDS:
             self.registries[kind.kind] = Registry(
                 kind, storage, self.caches[kind.kind], strategy_for(kind, **options),
-                ns_cache if kind.namespaced else None)
-        self.kubelets = KubeletProxy(self.registries["Pod"], self.registries["Node"])
+                ns_cache if kind.namespaced else None, caches=self.caches,
+                max_objects_per_namespace=max_objects_per_namespace)
+        self.kubelets = KubeletProxy(self.registries["Pod"], self.registries["Node"],
+                                     tls=kubelet_tls)
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        self.token_port = 0
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------
 
-    async def start(self, host: str = "0.0.0.0", port: int = 6443) -> int:
+    async def start(self, host: str = "0.0.0.0", port: int = 6443, *,
+                    credentials: grpc.ServerCredentials | None = None,
+                    token_port: int | None = None,
+                    token_credentials: grpc.ServerCredentials | None = None) -> int:
+        """Serve on ``port`` — mutual TLS with ``credentials``, plaintext
+        without — and, given ``token_credentials``, on ``token_port`` with
+        server-only TLS for bearer-token clients."""
         for cache in self.caches.values():
             self._run_cache(cache)
         await asyncio.gather(*(c.ready.wait() for c in self.caches.values()))
         await self._ensure_namespaces()
+        await bootstrap_policy(self.registries)
         self.server = grpc.aio.server(options=channel.SERVER_OPTIONS)
         self.server.add_generic_rpc_handlers(
-            [self._handlers(kind) for kind in kinds.KINDS])
+            [self._handlers(kind) for kind in kinds.KINDS]
+            + [review_handler(self.access)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = [k.service for k in kinds.KINDS]
+        names = [k.service for k in kinds.KINDS] + [REVIEW_SERVICE]
         reflection.enable_server_reflection(
             names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                      reflection.SERVICE_NAME], self.server)
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
-        if not self.port:
-            raise OSError(f"cannot listen on {host}:{port}")
+        self.port = self._listen(host, port, credentials)
+        if token_credentials is not None and token_port is not None:
+            self.token_port = self._listen(host, token_port, token_credentials)
         await self.server.start()
         for name in ["", *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -188,6 +227,15 @@ class ApiServer:
             self._tasks.append(asyncio.create_task(self._compact(), name="compactor"))
         log.info("API server listening on %s:%d", host, self.port)
         return self.port
+
+    def _listen(self, host: str, port: int, credentials: grpc.ServerCredentials | None) -> int:
+        assert self.server is not None
+        address = f"{host}:{port}"
+        bound = (self.server.add_secure_port(address, credentials) if credentials is not None
+                 else self.server.add_insecure_port(address))
+        if not bound:
+            raise OSError(f"cannot listen on {address}")
+        return bound
 
     def _run_cache(self, cache: WatchCache) -> None:
         """Run a cache's loop; should it ever end while serving, say so and
@@ -276,6 +324,14 @@ class ApiServer:
             current.spec.finalizers.remove("kubernetes")
             await ns_registry.update(current)
 
+    async def _fresh(self, *caches: WatchCache) -> None:
+        """Wait until ``caches`` hold everything etcd has now."""
+        revision = await self.storage.revision()
+        for cache in caches:
+            if not await cache.wait_for_revision(revision, 5.0):
+                raise errors.unavailable(
+                    f"the {cache.kind.resource} cache is behind etcd; retry")
+
     async def _compact(self) -> None:
         """Compact etcd to the revision seen one interval ago, as kube-apiserver does."""
         previous = 0
@@ -295,33 +351,67 @@ class ApiServer:
     def _handlers(self, kind: kinds.Kind) -> grpc.GenericRpcHandler:
         registry = self.registries[kind.kind]
         msg, resource = kind.message, kind.resource
+        access = self.access
 
-        def unary(verb: str, request_type: Any, fn: Callable, check_size: bool = False):
+        async def admitted(scope: _CallScope, user: UserInfo, method: str,
+                           request: Any) -> None:
+            """Authorize the decoded request, then run admission with the
+            stored object beside it (from the cache: no etcd round trip).
+
+            A node's writes are decided on what is stored *now*: the cache
+            is first brought up to etcd's current revision, so that a pod
+            created or re-created a moment ago cannot be judged by what the
+            cache held before it."""
+            attrs = attributes_for(user, kind, method, request)
+            if user.node_name is not None and attrs.verb in ("create", "update", "delete"):
+                await self._fresh(self.caches["Pod"], registry.cache)
+            access.authorize_request(attrs, scope.outcome)
+            if attrs.verb in ("create", "update", "delete"):
+                old = (registry.cache.get(registry.key(attrs.namespace, attrs.name))
+                       if attrs.name else None)
+                obj = request if isinstance(request, msg) else None
+                access.admit_request(attrs, obj, old, scope.outcome)
+
+        def unary(method: str, verb: str, request_type: Any, fn: Callable,
+                  check_size: bool = False):
             decode = _decoder(request_type)
 
             async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                async with _CallScope(context, verb, resource, timed=True):
+                async with _CallScope(context, verb, kind, access, method,
+                                      timed=True) as scope:
+                    user = scope.authenticate()
                     request = decode(raw)
                     if check_size and request.ByteSize() > MAX_OBJECT_BYTES:
                         raise errors.too_large(
                             f"Request entity too large: {request.ByteSize()} bytes, limit is "
                             f"{MAX_OBJECT_BYTES}")
+                    await admitted(scope, user, method, request)
                     return await fn(request)
             return grpc.unary_unary_rpc_method_handler(
                 handle, request_deserializer=_identity, response_serializer=_serialize)
 
         decode_watch = _decoder(meta_pb2.WatchRequest)
 
-        def watch_handler(batched: bool):
+        def watch_handler(method: str, batched: bool):
             async def watch(raw: bytes, context: grpc.aio.ServicerContext):
                 started = time.perf_counter()
                 watcher = None
-                async with _CallScope(context, "watch", resource):
+                user = None
+                async with _CallScope(context, "watch", kind, access, method) as scope:
                     try:
+                        user = scope.authenticate()
                         request = decode_watch(raw)
-                        watcher = await registry.watch(
-                            request.namespace, request.label_selector, request.field_selector,
-                            request.resource_version, request.allow_bookmarks)
+                        await admitted(scope, user, method, request)
+                        access.open_watch(user, scope.outcome)
+                        try:
+                            watcher = await registry.watch(
+                                request.namespace, request.label_selector,
+                                request.field_selector, request.resource_version,
+                                request.allow_bookmarks)
+                        except BaseException:
+                            access.watches.release(user)
+                            user = None
+                            raise
                         metrics.REQUEST_DURATION.labels("watch", resource).observe(
                             time.perf_counter() - started)
                         loop = asyncio.get_running_loop()
@@ -344,16 +434,20 @@ class ApiServer:
                     finally:
                         if watcher is not None:
                             watcher.cache.unregister(watcher)
+                            access.watches.release(user)
             return grpc.unary_stream_rpc_method_handler(
                 watch, request_deserializer=_identity, response_serializer=_identity)
 
-        def relay(verb: str, request_type: Any, fn: Callable):
+        def relay(method: str, verb: str, request_type: Any, fn: Callable):
             """A server-streaming call whose messages come pre-serialized."""
             decode = _decoder(request_type)
 
             async def handle(raw: bytes, context: grpc.aio.ServicerContext):
-                async with _CallScope(context, verb, resource):
-                    async for data in fn(decode(raw)):
+                async with _CallScope(context, verb, kind, access, method) as scope:
+                    user = scope.authenticate()
+                    request = decode(raw)
+                    await admitted(scope, user, method, request)
+                    async for data in fn(request):
                         yield data
             return grpc.unary_stream_rpc_method_handler(
                 handle, request_deserializer=_identity, response_serializer=_identity)
@@ -386,18 +480,19 @@ class ApiServer:
                 propagation_policy=req.propagation_policy)
 
         methods = {
-            "Create": unary("create", msg, create, check_size=True),
-            "Get": unary("get", meta_pb2.GetRequest, get),
-            "List": unary("list", meta_pb2.ListRequest, list_),
-            "Update": unary("update", msg, update, check_size=True),
-            "Delete": unary("delete", meta_pb2.DeleteRequest, delete),
-            "Watch": watch_handler(batched=False),
-            "WatchBatched": watch_handler(batched=True),
+            "Create": unary("Create", "create", msg, create, check_size=True),
+            "Get": unary("Get", "get", meta_pb2.GetRequest, get),
+            "List": unary("List", "list", meta_pb2.ListRequest, list_),
+            "Update": unary("Update", "update", msg, update, check_size=True),
+            "Delete": unary("Delete", "delete", meta_pb2.DeleteRequest, delete),
+            "Watch": watch_handler("Watch", batched=False),
+            "WatchBatched": watch_handler("WatchBatched", batched=True),
         }
         if kind.has_status:
-            methods["UpdateStatus"] = unary("update_status", msg, update_status, check_size=True)
+            methods["UpdateStatus"] = unary("UpdateStatus", "update_status", msg, update_status,
+                                            check_size=True)
         if kind.kind == "Pod":
-            methods["Bind"] = unary("bind", core.Binding, registry.bind)
-            methods["Logs"] = relay("logs", core.PodLogsRequest, self.kubelets.logs)
-            methods["Exec"] = relay("exec", core.ExecRequest, self.kubelets.exec)
+            methods["Bind"] = unary("Bind", "bind", core.Binding, registry.bind)
+            methods["Logs"] = relay("Logs", "logs", core.PodLogsRequest, self.kubelets.logs)
+            methods["Exec"] = relay("Exec", "exec", core.ExecRequest, self.kubelets.exec)
         return grpc.method_handlers_generic_handler(kind.service, methods)

@@ -42,6 +42,12 @@ class ConflictError(StorageError):
     """A compare on mod_revision failed: the object changed or went away."""
 
 
+class GuardConflict(ConflictError):
+    """The object's own compare held but its :class:`Guard`'s did not: what
+    the writes riding along were computed from has changed. Recompute them
+    and retry; the object itself is still as it was read."""
+
+
 class CompactedError(StorageError):
     """The revision asked for has been compacted away."""
 
@@ -79,6 +85,50 @@ class WatchBatch:
     revision: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Guard:
+    """Writes that ride along on one object's transaction, valid only while
+    what they were computed from is unchanged (ResourceQuota usage written
+    with the pod that changes it).
+
+    ``puts``: (key, value, mod_revision) — replace a key still at that
+    mod_revision (a deleted key fails too). ``unchanged``: (prefix,
+    revision) — no key under the prefix created or modified after
+    ``revision`` (no ResourceQuota appeared in the namespace meanwhile).
+    A deletion under the prefix is not seen by ``unchanged``; a ``puts``
+    entry covers each key the caller relies on.
+    """
+
+    puts: Sequence[tuple[bytes, bytes, int]] = ()
+    unchanged: Sequence[tuple[bytes, int]] = ()
+
+    def compares(self) -> list[rpc.Compare]:
+        out = [rpc.Compare(key=k, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL,
+                           mod_revision=rev) for k, _, rev in self.puts]
+        out += [rpc.Compare(key=p, range_end=prefix_end(p), target=rpc.Compare.MOD,
+                            result=rpc.Compare.LESS, mod_revision=rev + 1)
+                for p, rev in self.unchanged]
+        return out
+
+    def ops(self) -> list[rpc.RequestOp]:
+        return [rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v))
+                for k, v, _ in self.puts]
+
+
+def _guard_compares(guard: Guard | None) -> list[rpc.Compare]:
+    return guard.compares() if guard is not None else []
+
+
+def _guard_ops(guard: Guard | None) -> list[rpc.RequestOp]:
+    return guard.ops() if guard is not None else []
+
+
+def _mod_revision_of(op: rpc.ResponseOp) -> int:
+    """The mod_revision a failure branch's keys-only range saw (0: gone)."""
+    kvs = op.response_range.kvs
+    return kvs[0].mod_revision if kvs else 0
+
+
 def prefix_end(prefix: bytes) -> bytes:
     """The exclusive range end that covers every key starting with ``prefix``."""
     end = bytearray(prefix)
@@ -101,13 +151,52 @@ def _kv(kv: rpc.KeyValue) -> KV:
     return KV(kv.key, kv.value, kv.mod_revision, kv.create_revision)
 
 
+# Keepalive on the etcd channel: watch streams have no deadline, so a
+# silently dead connection is found by pings instead. Only while calls are
+# open (the watch caches always hold some): etcd refuses idle pings.
+ETCD_CHANNEL_OPTIONS = {
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 0,
+}
+
+
+class _TlsEtcdClient(aetcd.Client):
+    """aetcd's client over a mutual-TLS channel. aetcd only opens plaintext
+    channels, so this repeats its connect() with grpc.aio.secure_channel
+    (same stubs, same watcher); the rest of aetcd is unchanged."""
+
+    def __init__(self, *args: object, credentials: grpc.ChannelCredentials, **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        target = f"{self._host}:{self._port}"
+        self.channel = grpc.aio.secure_channel(target, self._credentials,
+                                               options=list(self._options.items()))
+        self.kvstub = rpc.KVStub(self.channel)
+        self.clusterstub = rpc.ClusterStub(self.channel)
+        self.leasestub = rpc.LeaseStub(self.channel)
+        self.maintenancestub = rpc.MaintenanceStub(self.channel)
+        self._watcher = aetcd.watcher.Watcher(rpc.WatchStub(self.channel),
+                                              timeout=self._timeout, metadata=self.metadata)
+        self._connected.set()
+
+
 class Storage:
-    """Async etcd access with deadlines, failover and metrics."""
+    """Async etcd access with deadlines, failover and metrics.
+
+    ``credentials``: mutual-TLS channel credentials for etcd (the API
+    server's etcd client certificate and the etcd CA); None for plaintext.
+    """
 
     def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0,
-                 retry_for: float = 15.0):
+                 retry_for: float = 15.0, credentials: grpc.ChannelCredentials | None = None):
         if not endpoints:
             raise ValueError("no etcd endpoints")
+        self.credentials = credentials
         self.endpoints = list(endpoints)
         self.timeout = timeout
         self.retry_for = retry_for
@@ -123,7 +212,13 @@ class Storage:
             async with self._lock:
                 if self._client is None:
                     host, _, port = self.endpoints[self._index].rpartition(":")
-                    client = aetcd.Client(host=host, port=int(port), timeout=self.timeout)
+                    if self.credentials is not None:
+                        client = _TlsEtcdClient(host=host, port=int(port), timeout=self.timeout,
+                                                options=ETCD_CHANNEL_OPTIONS,
+                                                credentials=self.credentials)
+                    else:
+                        client = aetcd.Client(host=host, port=int(port), timeout=self.timeout,
+                                              options=ETCD_CHANNEL_OPTIONS)
                     await client.connect()
                     self._client = client
         return self._client
@@ -178,9 +273,11 @@ class Storage:
                     time.perf_counter() - started)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        """Close the connection, within a deadline: a broken channel may
+        stall on close, and shutdown must not hang on it."""
+        client, self._client = self._client, None
+        if client is not None:
+            await self._close_quietly(client)
 
     # -- reads -------------------------------------------------------------------
 
@@ -223,16 +320,18 @@ class Storage:
         return await self._call(operation, kind, do)
 
     async def create(self, key: bytes, value: bytes, *, also_create: Sequence[tuple[bytes, bytes]] = (),
-                     also_delete: Sequence[bytes] = (), kind: str = "") -> int:
+                     also_delete: Sequence[bytes] = (), guard: Guard | None = None,
+                     kind: str = "") -> int:
         """Write ``key`` (and ``also_create``) only if none exists; return the
-        new revision. :class:`KeyExists` names the first key that was taken."""
+        new revision. :class:`KeyExists` names the first key that was taken;
+        :class:`GuardConflict` says ``guard`` no longer held."""
         puts = [(key, value), *also_create]
         request = rpc.TxnRequest(
             compare=[rpc.Compare(key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL,
-                                 create_revision=0) for k, _ in puts],
+                                 create_revision=0) for k, _ in puts] + _guard_compares(guard),
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v)) for k, v in puts]
             + [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
-               for k in also_delete],
+               for k in also_delete] + _guard_ops(guard),
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))
                      for k, _ in puts],
         )
@@ -241,46 +340,60 @@ class Storage:
             for (k, _), op in zip(puts, resp.responses):
                 if op.response_range.count:
                     raise KeyExists(k)
+            if guard is not None:
+                raise GuardConflict(key.decode())
             raise KeyExists(key)
         return resp.header.revision
 
     async def update(self, key: bytes, value: bytes, mod_revision: int, *,
                      also_create: Sequence[tuple[bytes, bytes]] = (),
-                     also_delete: Sequence[bytes] = (), kind: str = "") -> int:
+                     also_delete: Sequence[bytes] = (), guard: Guard | None = None,
+                     kind: str = "") -> int:
         """Replace ``key`` only if it is still at ``mod_revision``; keys in
-        ``also_create`` must not exist. Return the new revision."""
+        ``also_create`` must not exist. Return the new revision.
+        :class:`GuardConflict` says only ``guard`` no longer held."""
         compare = [rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL,
                                mod_revision=mod_revision)]
         compare += [rpc.Compare(key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL,
                                 create_revision=0) for k, _ in also_create]
+        failure = [rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))
+                   for k, _ in also_create]
+        if guard is not None:
+            failure.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True)))
         request = rpc.TxnRequest(
-            compare=compare,
+            compare=compare + _guard_compares(guard),
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v))
                      for k, v in [(key, value), *also_create]]
             + [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
-               for k in also_delete],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))
-                     for k, _ in also_create],
+               for k in also_delete] + _guard_ops(guard),
+            failure=failure,
         )
         resp = await self._txn("update", kind, request)
         if not resp.succeeded:
             for (k, _), op in zip(also_create, resp.responses):
                 if op.response_range.count:
                     raise KeyExists(k)
+            if guard is not None and _mod_revision_of(resp.responses[-1]) == mod_revision:
+                raise GuardConflict(key.decode())
             raise ConflictError(key.decode())
         return resp.header.revision
 
     async def delete(self, key: bytes, mod_revision: int, *, also_delete: Sequence[bytes] = (),
-                     kind: str = "") -> int:
-        """Delete ``key`` only if it is still at ``mod_revision``."""
+                     guard: Guard | None = None, kind: str = "") -> int:
+        """Delete ``key`` only if it is still at ``mod_revision``.
+        :class:`GuardConflict` says only ``guard`` no longer held."""
         request = rpc.TxnRequest(
             compare=[rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL,
-                                 mod_revision=mod_revision)],
+                                 mod_revision=mod_revision)] + _guard_compares(guard),
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
-                     for k in (key, *also_delete)],
+                     for k in (key, *also_delete)] + _guard_ops(guard),
+            failure=([rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True))]
+                     if guard is not None else []),
         )
         resp = await self._txn("delete", kind, request)
         if not resp.succeeded:
+            if guard is not None and _mod_revision_of(resp.responses[-1]) == mod_revision:
+                raise GuardConflict(key.decode())
             raise ConflictError(key.decode())
         return resp.header.revision
 

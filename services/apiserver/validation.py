@@ -7,7 +7,8 @@ whose ``str()`` reads like kubectl's (``spec.containers[0].image: Required
 value``), so one request reports all its mistakes at once.
 
 Objects are validated after defaulting.apply_defaults; the per-kind rules
-live in validation_pod, validation_core and validation_apps.
+live in validation_pod, validation_core, validation_apps, validation_quota
+and validation_rbac.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from services.api import kinds
 from services.apiserver import validation_apps as apps
 from services.apiserver import validation_core as core
 from services.apiserver import validation_pod as pod
+from services.apiserver import validation_quota as quota
+from services.apiserver import validation_rbac as rbac
 from services.apiserver.validation_common import (
     Errors,
     FieldError,
@@ -38,6 +41,10 @@ Validator = Callable[[Any, Any], Errors]
 _NAME_RULES: dict[str, Callable[[str], list[str]]] = {
     "Namespace": dns1123_label_errors,
     "Service": dns1035_label_errors,
+    "Role": rbac.path_segment_errors,
+    "ClusterRole": rbac.path_segment_errors,
+    "RoleBinding": rbac.path_segment_errors,
+    "ClusterRoleBinding": rbac.path_segment_errors,
 }
 
 _SPEC_RULES: dict[str, Validator] = {
@@ -50,6 +57,11 @@ _SPEC_RULES: dict[str, Validator] = {
     "ReplicaSet": apps.validate_replica_set,
     "Deployment": apps.validate_deployment,
     "Lease": core.validate_lease,
+    "ResourceQuota": quota.validate_resource_quota,
+    "Role": rbac.validate_role,
+    "ClusterRole": rbac.validate_cluster_role,
+    "RoleBinding": rbac.validate_role_binding,
+    "ClusterRoleBinding": rbac.validate_cluster_role_binding,
 }
 
 _STATUS_RULES: dict[str, Validator] = {
@@ -59,6 +71,7 @@ _STATUS_RULES: dict[str, Validator] = {
     "Service": core.validate_service_status,
     "ReplicaSet": apps.validate_replica_set_status,
     "Deployment": apps.validate_deployment_status,
+    "ResourceQuota": quota.validate_resource_quota_status,
 }
 
 

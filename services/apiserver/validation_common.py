@@ -211,10 +211,15 @@ def labels(values: Mapping[str, str], path: str) -> Errors:
     return errs
 
 
-ANNOTATIONS_MAX_BYTES = 256 * 1024
+TOTAL_ANNOTATION_SIZE_LIMIT_B = 256 * 1024
+"""Kubernetes' TotalAnnotationSizeLimitB: every key and value of one
+object's annotations together, in bytes (UTF-8)."""
+ANNOTATIONS_MAX_BYTES = TOTAL_ANNOTATION_SIZE_LIMIT_B
 
 
 def annotations(values: Mapping[str, str], path: str) -> Errors:
+    """metadata.annotations: qualified-name keys (case does not matter, as
+    in Kubernetes), any values, at most 256 KiB in all."""
     errs: Errors = []
     size = 0
     for key in sorted(values):

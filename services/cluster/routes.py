@@ -25,8 +25,7 @@ from typing import Any
 
 from services.cluster.network import parse_routes, route_changes
 from services.cluster.topology import Route
-from services.machinery import Client, SharedInformerFactory
-from services.machinery.config import resolve_servers
+from services.machinery import Client, SharedInformerFactory, flags
 from services.machinery.logs import setup_logging
 
 log = logging.getLogger("kyb-routes")
@@ -98,7 +97,7 @@ def sync(nodes: Iterable[Any], self_name: str, cluster_cidr: str) -> list[list[s
 
 
 async def run(opts: argparse.Namespace) -> int:
-    client = Client(resolve_servers(opts.server), retry_for=3600.0)
+    client = Client(config=flags.client_config(opts), retry_for=3600.0)
     factory = SharedInformerFactory(client)
     nodes = factory.informer("nodes")
     changed = asyncio.Event()
@@ -128,7 +127,7 @@ async def run(opts: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kyb-routes", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--server", default=None, help="API server HOST:PORT[,HOST:PORT...]")
+    flags.add_client_flags(p)
     p.add_argument("--node-name", required=True, help="this node's name (no route to itself)")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16",
                    help="the routes this agent owns are those into this range")

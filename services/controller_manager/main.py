@@ -21,8 +21,8 @@ from services.controller_manager.nodeipam import (
     DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, CidrAllocator,
 )
 from services.machinery import Client, LeaderElector
-from services.machinery.config import resolve_servers
 from services.machinery import flags
+from services.machinery.config import ClientConfig
 from services.machinery.httpserver import HttpServer
 from services.machinery.logs import setup_logging
 
@@ -37,12 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="kyb-controller-manager", description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--server", default=None,
-                   help="API server HOST:PORT[,HOST:PORT...] (default: $KYB_SERVER, the client "
-                        "config file, else localhost:6443)")
+    flags.add_client_flags(p)
     p.add_argument("--bind-address", default="0.0.0.0", help="address for the metrics port")
     p.add_argument("--metrics-port", type=int, default=10257,
                    help="HTTP port for /metrics and /healthz (0: any free port)")
+    flags.add_serving_flags(p)
     flags.add_leader_election(p, "running controllers", LEASE_NAME, LEASE_NAMESPACE)
     p.add_argument("--controllers", default="*",
                    help="controllers to run: '*' for every default one, 'foo' to enable, "
@@ -91,9 +90,12 @@ def controller_options(opts: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def run(opts: argparse.Namespace, names: list[str], servers: list[str]) -> int:
-    client = Client(servers)
-    http = HttpServer(opts.bind_address, opts.metrics_port)
+async def run(opts: argparse.Namespace, names: list[str], client_config: ClientConfig) -> int:
+    client = Client(config=client_config)
+    servers = client.servers
+    tls = flags.serving_cert(opts, client_config)
+    http = HttpServer(opts.bind_address, opts.metrics_port,
+                      ssl_context=tls.ssl_context() if tls is not None else None)
     main_task = asyncio.current_task()
     assert main_task is not None
     loop = asyncio.get_running_loop()
@@ -144,14 +146,15 @@ async def run(opts: argparse.Namespace, names: list[str], servers: list[str]) ->
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     try:
-        servers = resolve_servers(opts.server)
+        client_config = flags.client_config(opts)
+        flags.serving_cert(opts, client_config)  # checked now, before anything starts
         names = validate(opts)
     except ValueError as err:
         print(f"kyb-controller-manager: {err}", file=sys.stderr)
         return 2
     setup_logging(opts.log_level)
     try:
-        return asyncio.run(run(opts, names, servers))
+        return asyncio.run(run(opts, names, client_config))
     except (OSError, ValueError) as err:
         log.error("%s", err)
         print(f"kyb-controller-manager: {err}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """``kyb describe``: fetch an object and what relates to it (its events, a
-service's endpoints, a deployment's replica sets, a node's pods) and print
-the kind's describer text."""
+service's endpoints, a deployment's replica sets, a node's pods, a
+namespace's quotas) and print the kind's describer text."""
 
 from __future__ import annotations
 
@@ -90,6 +90,9 @@ async def gather_related(ctx: Context, kind: kinds.Kind, obj: Any, *,
             listing = await ctx.client.resource("pods").list_all(
                 "", field_selector=f"spec.nodeName={meta.name}")
             related.pods = [p for p in listing.items if p.spec.node_name == meta.name]
+        elif kind.kind == "Namespace":
+            listing = await ctx.client.resource("resourcequotas").list_all(meta.name)
+            related.quotas = list(listing.items)
     except Unavailable:
         raise
     except ApiError:

@@ -30,6 +30,7 @@ class Related:
     endpoints: Any | None = None              # a service's Endpoints
     replica_sets: Sequence[Any] = ()          # a deployment's ReplicaSets
     pods: Sequence[Any] = ()                  # a node's pods
+    quotas: Sequence[Any] = ()                # a namespace's ResourceQuotas
 
 
 class Writer:
@@ -560,7 +561,7 @@ def describe_namespace(ns: Any, related: Related, now: float) -> str:
     _labels_annotations(w, ns)
     w.line(0, "Status:", ns.status.phase or "Active")
     w.line(0, "")
-    w.line(0, "No resource quota.")
+    _quotas(w, related.quotas)
     w.line(0, "")
     w.line(0, "No LimitRange resource.")
     return w.text()
@@ -600,6 +601,103 @@ def describe_lease(lease: Any, related: Related, now: float) -> str:
     return w.text()
 
 
+# --- quotas and RBAC ------------------------------------------------------------------------
+
+
+def _quota_table(w: Writer, level: int, quota: Any, rule: str) -> None:
+    w.line(level, "Resource", "Used", "Hard")
+    w.line(level, "--------", rule, rule)
+    for name, used, hard in printers.quota_usage(quota):
+        w.line(level, name, used, hard)
+
+
+def _quotas(w: Writer, quotas: Sequence[Any]) -> None:
+    """A namespace's quotas, as kubectl's DescribeResourceQuotas."""
+    if not quotas:
+        w.line(0, "No resource quota.")
+        return
+    w.line(0, "Resource Quotas")
+    for quota in sorted(quotas, key=lambda q: q.metadata.name):
+        w.line(1, "Name:", quota.metadata.name)
+        _quota_table(w, 1, quota, "---")
+
+
+def describe_resource_quota(quota: Any, related: Related, now: float) -> str:
+    w = Writer()
+    _metadata(w, quota)
+    _quota_table(w, 0, quota, "----")
+    return w.text()
+
+
+def _go_list(values: Sequence[str]) -> str:
+    """A string slice as Go's %v prints it: ``[get list watch]``."""
+    return "[" + " ".join(values) + "]"
+
+
+def breakdown_rules(rules: Sequence[Any]) -> list[tuple[list[str], list[str], list[str],
+                                                         list[str], list[str]]]:
+    """kubectl describe's view of a role's rules: each rule broken down to one
+    (group, resource, name) or one URL per row, rows differing only in verbs
+    merged, then sorted as kubectl sorts them. Rows are (verbs, groups,
+    resources, resource names, non-resource URLs)."""
+    simple: dict[tuple[str, str, str], list[str]] = {}
+    rows = []
+    for rule in rules:
+        verbs = sorted(rule.verbs)
+        for group in rule.api_groups:
+            for resource in rule.resources:
+                for name in list(rule.resource_names) or [None]:
+                    key = (group, resource, name or "")
+                    if key in simple:
+                        simple[key].extend(verbs)
+                    else:
+                        simple[key] = list(verbs)
+        for url in rule.non_resource_urls:
+            rows.append((list(verbs), [], [], [], [url]))
+    for (group, resource, name), verbs in simple.items():
+        rows.append((verbs, [group], [resource], [name] if name else [], []))
+    return sorted(rows, key=lambda row: tuple(" ".join(part) for part in row))
+
+
+def _resource_group(resources: Sequence[str], groups: Sequence[str]) -> str:
+    """kubectl's CombineResourceGroup: ``deployments.apps/scale``."""
+    if not resources:
+        return ""
+    resource, _, sub = resources[0].partition("/")
+    text = resource + (f".{groups[0]}" if groups and groups[0] else "")
+    return f"{text}/{sub}" if sub else text
+
+
+def describe_role(role: Any, related: Related, now: float) -> str:
+    """Role and ClusterRole: kubectl prints neither namespace nor events."""
+    w = Writer()
+    w.line(0, "Name:", role.metadata.name)
+    _labels_annotations(w, role)
+    w.line(0, "PolicyRule:")
+    w.line(1, "Resources", "Non-Resource URLs", "Resource Names", "Verbs")
+    w.line(1, "---------", "-----------------", "--------------", "-----")
+    for verbs, groups, resources, names, urls in breakdown_rules(role.rules):
+        w.line(1, _resource_group(resources, groups), _go_list(urls), _go_list(names),
+               _go_list(verbs))
+    return w.text()
+
+
+def describe_binding(binding: Any, related: Related, now: float) -> str:
+    """RoleBinding and ClusterRoleBinding: the role, then the subjects."""
+    w = Writer()
+    w.line(0, "Name:", binding.metadata.name)
+    _labels_annotations(w, binding)
+    w.line(0, "Role:")
+    w.line(1, "Kind:", binding.role_ref.kind)
+    w.line(1, "Name:", binding.role_ref.name)
+    w.line(0, "Subjects:")
+    w.line(1, "Kind", "Name", "Namespace")
+    w.line(1, "----", "----", "---------")
+    for subject in binding.subjects:
+        w.line(1, subject.kind, subject.name, subject.namespace)
+    return w.text()
+
+
 DESCRIBERS: dict[str, Callable[[Any, Related, float], str]] = {
     "Pod": describe_pod,
     "Service": describe_service,
@@ -610,6 +708,11 @@ DESCRIBERS: dict[str, Callable[[Any, Related, float], str]] = {
     "Namespace": describe_namespace,
     "Event": describe_event,
     "Lease": describe_lease,
+    "ResourceQuota": describe_resource_quota,
+    "Role": describe_role,
+    "ClusterRole": describe_role,
+    "RoleBinding": describe_binding,
+    "ClusterRoleBinding": describe_binding,
 }
 
 

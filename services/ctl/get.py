@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser = subparsers.add_parser(
         "get", parents=[parent], help="show objects",
         description="Show one or more objects: KIND [NAME...], KIND/NAME..., or KIND,KIND. "
-                    "KIND is any kubectl name (po, svc, deploy, rs, ep, no, ns, ev, lease).")
+                    "KIND is any kubectl name (po, svc, deploy, rs, ep, no, ns, ev, lease, quota, "
+                    "roles, clusterroles, rolebindings, clusterrolebindings).")
     parser.add_argument("resources", nargs="+", metavar="KIND [NAME...]")
     parser.add_argument("-A", "--all-namespaces", action="store_true",
                         help="objects in every namespace (adds a NAMESPACE column)")

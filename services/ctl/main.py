@@ -16,7 +16,9 @@ from collections.abc import Sequence
 
 from services.api import convert, kinds
 from services.machinery.flags import duration  # noqa: F401 (commands import it from here)
-from services.ctl import apply, create, delete, describe, get, logs, node, resources, rollout, scale
+from services.ctl import (
+    apply, auth, create, delete, describe, get, logs, node, resources, rollout, scale,
+)
 from services.ctl import exec as exec_
 from services.ctl import errors as ctl_errors
 from services.ctl.context import CommandError, Context
@@ -49,6 +51,9 @@ def _global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument("--server", "-s", default=default(None), metavar="HOST:PORT[,...]",
                         help="API server address(es); else $KYB_SERVER, else the client config "
                              f"file, else {config.DEFAULT_SERVER}")
+    parser.add_argument("--kubeconfig", default=default(None), metavar="PATH",
+                        help="client config file (server, certificates or token); else "
+                             "$KYB_CONFIG, else ~/.kyb/config when it exists")
     parser.add_argument("--request-timeout", type=duration, default=default(None),
                         metavar="SECONDS",
                         help=f"deadline of each request (default {DEFAULT_TIMEOUT:g}s; 0: none); "
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_flags(parent, suppress=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
-    for module in (apply, get, describe, delete, create, logs, exec_, scale, rollout, node):
+    for module in (apply, get, describe, delete, create, logs, exec_, scale, rollout, node, auth):
         module.register(subparsers, parent)
     return parser
 
@@ -79,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _main(argv: list[str]) -> int:
+def _prepare(argv: list[str]) -> tuple[argparse.Namespace, config.ClientConfig] | int:
+    """The parsed command line and client config, or the exit status when
+    there is nothing to run (--help, a usage or config error)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -88,11 +95,18 @@ def _main(argv: list[str]) -> int:
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
     try:
-        servers = config.resolve_servers(args.server)
+        return args, config.load(args.server, args.kubeconfig)
     except ValueError as err:
         return _fail(str(err))
+
+
+def _main(argv: list[str]) -> int:
+    prepared = _prepare(argv)
+    if isinstance(prepared, int):
+        return prepared
+    args, cfg = prepared
     try:
-        return asyncio.run(_run(args, servers))
+        return asyncio.run(_run(args, cfg))
     except KeyboardInterrupt:
         raise
     except BrokenPipeError:
@@ -104,24 +118,42 @@ def _main(argv: list[str]) -> int:
         except (OSError, ValueError, AttributeError):  # stdout is not a real file
             pass
         return 141
-    except CommandError as err:
+    except Exception as err:  # noqa: BLE001 - the promise is: never a traceback
+        return _report(err, cfg.servers)
+
+
+async def main_async(argv: Sequence[str]) -> int:
+    """:func:`main` for a caller already inside an event loop (tests that
+    serve a fake API in that same loop)."""
+    prepared = _prepare(list(argv))
+    if isinstance(prepared, int):
+        return prepared
+    args, cfg = prepared
+    try:
+        return await _run(args, cfg)
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
+    except Exception as err:  # noqa: BLE001 - the promise is: never a traceback
+        return _report(err, cfg.servers)
+
+
+def _report(err: Exception, servers: Sequence[str]) -> int:
+    """One line on stderr for a failed command; the exit status."""
+    if isinstance(err, (CommandError, resources.ArgumentError, kinds.UnknownKindError,
+                        convert.ConversionError, convert.ManifestError)):
         return _fail(str(err))
-    except (resources.ArgumentError, kinds.UnknownKindError, convert.ConversionError,
-            convert.ManifestError) as err:
-        return _fail(str(err))
-    except Unavailable as err:
+    if isinstance(err, Unavailable):
         return _fail(f"cannot reach the API server at {','.join(servers)}: "
                      f"{_one_line(str(err))}")
-    except ApiError as err:
+    if isinstance(err, ApiError):
         print(ctl_errors.from_server(err), file=sys.stderr)
         return 1
-    except Exception as err:  # noqa: BLE001 - the promise is: never a traceback
-        return _fail(f"{type(err).__name__}: {_one_line(str(err))}")
+    return _fail(f"{type(err).__name__}: {_one_line(str(err))}")
 
 
-async def _run(args: argparse.Namespace, servers: list[str]) -> int:
+async def _run(args: argparse.Namespace, cfg: config.ClientConfig) -> int:
     timeout = args.request_timeout
-    client = Client(servers, timeout=(timeout or 24 * 3600.0) if timeout is not None
+    client = Client(config=cfg, timeout=(timeout or 24 * 3600.0) if timeout is not None
                     else DEFAULT_TIMEOUT, retry_for=RETRY_FOR)
     if timeout:
         args.watch_timeout = max(1, int(timeout))

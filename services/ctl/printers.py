@@ -291,6 +291,63 @@ def _lease_row(lease: Any, now: float) -> list[str]:
     return [lease.spec.holder_identity or NONE, age(lease.metadata.creation_timestamp, now)]
 
 
+def created_at(ts: Message) -> str:
+    """kubectl's CREATED AT cell: the creation time in RFC 3339."""
+    return convert.format_time(ts) if _has_time(ts) else "<unknown>"
+
+
+def _role_row(role: Any, now: float) -> list[str]:
+    return [created_at(role.metadata.creation_timestamp)]
+
+
+def subjects_by_kind(subjects: Sequence[Any]) -> tuple[list[str], list[str], list[str]]:
+    """Users, groups and service accounts ("namespace/name"), as kubectl's
+    rbac.SubjectsStrings."""
+    users: list[str] = []
+    groups: list[str] = []
+    accounts: list[str] = []
+    for subject in subjects:
+        if subject.kind == "User":
+            users.append(subject.name)
+        elif subject.kind == "Group":
+            groups.append(subject.name)
+        elif subject.kind == "ServiceAccount":
+            accounts.append(f"{subject.namespace}/{subject.name}" if subject.namespace
+                            else subject.name)
+    return users, groups, accounts
+
+
+def _binding_row(binding: Any, now: float) -> list[str]:
+    ref = binding.role_ref
+    return [f"{ref.kind}/{ref.name}", age(binding.metadata.creation_timestamp, now)]
+
+
+def _binding_wide(binding: Any, now: float) -> list[str]:
+    return [", ".join(names) for names in subjects_by_kind(binding.subjects)]
+
+
+def quota_limits(quota: Any) -> dict[str, str]:
+    """The enforced limits: status.hard once the server has recorded them,
+    else spec.hard."""
+    return dict(quota.status.hard) or dict(quota.spec.hard)
+
+
+def quota_usage(quota: Any) -> list[tuple[str, str, str]]:
+    """(resource, used, hard) in resource name order; unused reads "0"."""
+    used = quota.status.used
+    return [(name, used.get(name, "0"), hard) for name, hard in sorted(quota_limits(quota).items())]
+
+
+def _quota_row(quota: Any, now: float) -> list[str]:
+    """kubectl's REQUEST and LIMIT cells: ``pods: 1/10, requests.cpu: 100m/2``
+    (limits.* resources go to LIMIT)."""
+    request: list[str] = []
+    limit: list[str] = []
+    for name, used, hard in quota_usage(quota):
+        (limit if name.startswith("limits.") else request).append(f"{name}: {used}/{hard}")
+    return [age(quota.metadata.creation_timestamp, now), ", ".join(request), ", ".join(limit)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Columns:
     """A kind's table: the columns after NAME, and the extra ones of -o wide."""
@@ -318,6 +375,13 @@ COLUMNS: dict[str, Columns] = {
     "Event": Columns(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), _event_row,
                      named=False),
     "Lease": Columns(("HOLDER", "AGE"), _lease_row),
+    "ResourceQuota": Columns(("AGE", "REQUEST", "LIMIT"), _quota_row),
+    "Role": Columns(("CREATED AT",), _role_row),
+    "ClusterRole": Columns(("CREATED AT",), _role_row),
+    "RoleBinding": Columns(("ROLE", "AGE"), _binding_row,
+                           ("USERS", "GROUPS", "SERVICEACCOUNTS"), _binding_wide),
+    "ClusterRoleBinding": Columns(("ROLE", "AGE"), _binding_row,
+                                  ("USERS", "GROUPS", "SERVICEACCOUNTS"), _binding_wide),
 }
 
 

@@ -17,8 +17,7 @@ import sys
 from services.kube_proxy.iptables import Iptables, IptablesError
 from services.kube_proxy.proxier import Proxier, cleanup
 from services.kube_proxy.rules import ProxyConfig
-from services.machinery import Client
-from services.machinery.config import resolve_servers
+from services.machinery import Client, flags
 from services.machinery.httpserver import HttpServer
 from services.machinery.logs import setup_logging
 
@@ -29,13 +28,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="kyb-proxy", description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--server", default=None,
-                   help="API server HOST:PORT[,HOST:PORT...] (default: $KYB_SERVER, the "
-                        "client config file, else localhost:6443)")
+    flags.add_client_flags(p)
     p.add_argument("--bind-address", default="0.0.0.0",
                    help="address to serve /metrics and /healthz on")
     p.add_argument("--metrics-port", type=int, default=10249,
                    help="HTTP port for /metrics and /healthz (0: any free port)")
+    flags.add_serving_flags(p)
     p.add_argument("--log-level", default="info", help="debug, info, warning or error")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16",
                    help="pod network; traffic to a ClusterIP from outside it is masqueraded "
@@ -83,15 +81,18 @@ async def serve(opts: argparse.Namespace) -> int:
         return 0
     config = ProxyConfig(cluster_cidr=opts.cluster_cidr, masquerade_all=opts.masquerade_all,
                          masquerade_bit=opts.masquerade_bit, node_name=opts.hostname_override)
-    servers = resolve_servers(opts.server)
+    client_config = flags.client_config(opts)
+    tls = flags.serving_cert(opts, client_config)
+    servers = client_config.servers
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main_task.cancel)
-    async with Client(servers) as client:
+    async with Client(config=client_config) as client:
         proxier = Proxier(client, iptables, config, min_sync_period=opts.min_sync_period,
                           sync_period=opts.sync_period)
-        http = HttpServer(opts.bind_address, opts.metrics_port, health=proxier.healthz)
+        http = HttpServer(opts.bind_address, opts.metrics_port, health=proxier.healthz,
+                          ssl_context=tls.ssl_context() if tls is not None else None)
         try:
             await http.start()
             log.info("starting", extra={"servers": ",".join(servers), "metrics_port": http.port,

@@ -22,9 +22,10 @@ from services.kubelet.images import IMAGE_BACKOFF_CAP, IMAGE_BACKOFF_INITIAL
 from services.kubelet.kubelet import Kubelet, KubeletConfig
 from services.kubelet.node import parse_reserved
 from services.kubelet.server import KubeletServer
-from services.machinery import Client
-from services.machinery.config import resolve_servers
+from services.machinery import Client, flags
+from services.machinery.config import ClientConfig
 from services.machinery.httpserver import HttpServer
+from services.machinery.tlsconfig import ServingCert
 from services.machinery.logs import setup_logging
 
 log = logging.getLogger("kyb-kubelet")
@@ -60,9 +61,8 @@ def _reserved(text: str) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kyb-kubelet", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--server", default=None,
-                   help="API server HOST:PORT[,HOST:PORT...] (default: $KYB_SERVER, the client "
-                        "config file, else localhost:6443)")
+    flags.add_client_flags(p)
+    flags.add_serving_flags(p, "the kubelet gRPC service (mutual TLS) and /metrics")
     p.add_argument("--node-name", default=socket.gethostname().lower(),
                    help="this node's name (with --nodes: the prefix of the hollow nodes' names)")
     p.add_argument("--node-ip", default="",
@@ -144,11 +144,12 @@ def fake_runtime(node_name: str) -> Any:
     return FakeRuntime(node_name=node_name)
 
 
-async def serve(opts: argparse.Namespace) -> int:
+async def serve(opts: argparse.Namespace, client_config: ClientConfig,
+                tls: ServingCert | None = None) -> int:
     config = config_from(opts)
-    client = Client(resolve_servers(opts.server))
+    client = Client(config=client_config)
     kubelets: list[Kubelet] = []
-    server = KubeletServer(lambda: kubelets)
+    server = KubeletServer(lambda: kubelets, tls=tls)
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -160,7 +161,8 @@ async def serve(opts: argparse.Namespace) -> int:
             return False, f"starting: {', '.join(waiting[:5])}"
         return True, "ok"
 
-    http = HttpServer(opts.address, opts.metrics_port, health=healthy)
+    http = HttpServer(opts.address, opts.metrics_port, health=healthy,
+                      ssl_context=tls.ssl_context() if tls is not None else None)
     try:
         await http.start()
         config.port = await server.start(opts.address, opts.port)
@@ -173,7 +175,8 @@ async def serve(opts: argparse.Namespace) -> int:
             kubelets.append(Kubelet(client, docker_runtime(opts), config))
         log.info("serving", extra={"node": config.node_name, "nodes": len(kubelets),
                                    "port": config.port, "metrics_port": http.port,
-                                   "runtime": opts.runtime})
+                                   "runtime": opts.runtime, "tls": tls is not None,
+                                   "server": ",".join(client.servers)})
         await hollow.run_group(kubelets, informer)
     except asyncio.CancelledError:
         pass
@@ -191,9 +194,15 @@ async def serve(opts: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    try:
+        client_config = flags.client_config(opts)
+        tls = flags.serving_cert(opts, client_config)
+    except ValueError as err:
+        print(f"kyb-kubelet: {err}", file=sys.stderr)
+        return 2
     setup_logging(opts.log_level)
     try:
-        return asyncio.run(serve(opts))
+        return asyncio.run(serve(opts, client_config, tls))
     except (OSError, ValueError, ImportError) as err:
         log.error("%s", err)
         print(f"kyb-kubelet: {err}", file=sys.stderr)

@@ -5,6 +5,13 @@ kubelet from the Node's InternalIP and daemonEndpoints.kubeletEndpoint).
 One server can front several kubelets (hollow mode): a request is routed to
 the kubelet that has the pod. ``previous`` means the container's last
 exited instance, the one its status names in lastState.
+
+With a serving certificate the server is mutual TLS only (plaintext and
+certificate-less clients fail the handshake), and of the clients whose
+certificate the cluster CA signed only the API server's
+(``kube-apiserver-kubelet-client``) and members of ``system:masters`` may
+read logs or exec: a node's or a user's certificate gets PERMISSION_DENIED,
+as the kubelet's authorizer would refuse them ``nodes/proxy``.
 """
 
 from __future__ import annotations
@@ -24,12 +31,20 @@ from services.kubelet.runtime.base import (
     LABEL_CONTAINER_NAME, LABEL_NODE, LABEL_POD_UID, ContainerInfo, ContainerState, RuntimeError_,
 )
 from services.kubelet.sync import PodRuntimeState
-from services.machinery import channel
+from services.machinery import channel, peer
+from services.machinery.tlsconfig import ServingCert
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "kybernetes.kubelet.v1.Kubelet"
 EXEC_CHUNK = 64 * 1024
+APISERVER_CLIENT = "kube-apiserver-kubelet-client"
+MASTERS = "system:masters"
+
+
+def may_use_kubelet(cert: peer.PeerCert) -> bool:
+    """Whether this client certificate may read logs and exec."""
+    return cert.common_name == APISERVER_CLIENT or MASTERS in cert.organizations
 
 
 class _Abort(Exception):
@@ -44,10 +59,24 @@ def _quote(text: str) -> str:
 
 
 class KubeletService(kubelet_pb2_grpc.KubeletServicer):
-    """``kubelets()`` gives the kubelets this server fronts."""
+    """``kubelets()`` gives the kubelets this server fronts. With
+    ``authorize`` every call must come from an allowed client certificate."""
 
-    def __init__(self, kubelets: Callable[[], Iterable[Any]]):
+    def __init__(self, kubelets: Callable[[], Iterable[Any]], *, authorize: bool = False):
         self.kubelets = kubelets
+        self.authorize = authorize
+
+    def _check_caller(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.authorize:
+            return
+        cert = peer.peer_cert(context)
+        if cert is None:
+            raise _Abort(grpc.StatusCode.UNAUTHENTICATED,
+                         "the kubelet needs a client certificate")
+        if not may_use_kubelet(cert):
+            raise _Abort(grpc.StatusCode.PERMISSION_DENIED,
+                         f'User "{cert.common_name}" cannot use the kubelet API: only '
+                         f"{APISERVER_CLIENT} and members of {MASTERS} may")
 
     def _find(self, namespace: str, name: str) -> tuple[Any, Any]:
         namespace = namespace or "default"
@@ -111,6 +140,7 @@ class KubeletService(kubelet_pb2_grpc.KubeletServicer):
 
     async def Logs(self, request: core.PodLogsRequest, context: grpc.aio.ServicerContext):
         try:
+            self._check_caller(context)
             kubelet, info, _ = await self._target(request.namespace, request.name,
                                                   request.container, request.previous)
             since = None
@@ -129,6 +159,7 @@ class KubeletService(kubelet_pb2_grpc.KubeletServicer):
 
     async def Exec(self, request: core.ExecRequest, context: grpc.aio.ServicerContext):
         try:
+            self._check_caller(context)
             if not request.command:
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "command is required")
             kubelet, info, cname = await self._target(request.namespace, request.name,
@@ -155,10 +186,12 @@ class KubeletService(kubelet_pb2_grpc.KubeletServicer):
 
 
 class KubeletServer:
-    """The gRPC server (Kubelet service + grpc.health.v1)."""
+    """The gRPC server (Kubelet service + grpc.health.v1); mutual TLS when
+    given a ``tls`` serving certificate, else plaintext."""
 
-    def __init__(self, kubelets: Callable[[], Iterable[Any]]):
-        self.service = KubeletService(kubelets)
+    def __init__(self, kubelets: Callable[[], Iterable[Any]], *, tls: ServingCert | None = None):
+        self.tls = tls
+        self.service = KubeletService(kubelets, authorize=tls is not None)
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -167,7 +200,11 @@ class KubeletServer:
         self.server = grpc.aio.server(options=channel.SERVER_OPTIONS)
         kubelet_pb2_grpc.add_KubeletServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if self.tls is not None:
+            self.port = self.server.add_secure_port(address, self.tls.grpc_credentials())
+        else:
+            self.port = self.server.add_insecure_port(address)
         if not self.port:
             raise OSError(f"cannot listen on {host}:{port}")
         await self.server.start()
@@ -181,4 +218,4 @@ class KubeletServer:
             await self.server.stop(grace)
 
 
-__all__ = ["KubeletServer", "KubeletService"]
+__all__ = ["KubeletServer", "KubeletService", "may_use_kubelet"]

@@ -40,3 +40,14 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 def insecure_channel(target: str) -> grpc.aio.Channel:
     """An asyncio channel to ``target`` with the project's options."""
     return grpc.aio.insecure_channel(target, options=CLIENT_OPTIONS)
+
+
+def secure_channel(target: str, credentials: grpc.ChannelCredentials,
+                   server_name: str | None = None) -> grpc.aio.Channel:
+    """A TLS channel to ``target`` with the project's options.
+    ``server_name``: the name to verify in the server's certificate when
+    it is not the host dialled (an address the certificate does not list)."""
+    options: list[tuple[str, int | str]] = list(CLIENT_OPTIONS)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.aio.secure_channel(target, credentials, options=options)

@@ -22,7 +22,8 @@ from google.protobuf.message import Message
 from services.api import kinds
 from services.api.gen.kybernetes.meta.v1 import meta_pb2
 from services.machinery import channel as channels
-from services.machinery import config
+from services.machinery import config as _config
+from services.machinery import tlsconfig
 from services.machinery.errors import ApiError, Unavailable, from_rpc_error
 
 log = logging.getLogger(__name__)
@@ -31,29 +32,66 @@ DEFAULT_TIMEOUT = 10.0
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 
 
+def _retry_after(err: grpc.aio.AioRpcError) -> float | None:
+    """Seconds the server asked us to wait before retrying (its
+    ``retry-after`` trailer on a throttled RESOURCE_EXHAUSTED), else None."""
+    if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for key, value in err.trailing_metadata() or ():
+        if key == "retry-after":
+            try:
+                return max(0.0, min(float(value), 30.0))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 class Client:
     """A connection to one or more API server replicas.
 
-    ``servers``: "host:port" strings, or one comma-separated string; None
-    resolves them as every component does (see :mod:`config`).
+    ``servers``: "host:port" strings, or one comma-separated string.
+    ``config``: servers and credentials (:func:`config.load`); a config
+    with a CA gives TLS channels, with its client certificate and/or bearer
+    token. Neither given: ``config.load()``, as every component resolves
+    it. Explicit ``servers`` without a config: plaintext (tests, and an
+    ``--insecure-plaintext`` API server); with one: those servers, the
+    config's credentials.
     ``timeout``: the deadline of each unary call, in seconds.
     ``retry_for``: how long UNAVAILABLE is retried before it is raised.
     """
 
     def __init__(self, servers: Sequence[str] | str | None = None, *,
+                 config: _config.ClientConfig | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retry_for: float = 30.0,
                  connect_timeout: float = 2.0):
-        if servers is None or isinstance(servers, str):
-            servers = config.resolve_servers(servers)
+        if servers is None and config is None:
+            config = _config.load()
+        if servers is None:
+            assert config is not None
+            servers = config.servers
+        elif isinstance(servers, str):
+            servers = _config.resolve_servers(servers)
         if not servers:
             raise ValueError("no API server address given")
         self.servers = list(servers)
+        self.config = config
+        self._credentials = config.credentials() if config is not None and config.secure \
+            else None
         self.timeout = timeout
         self.retry_for = retry_for
         self.connect_timeout = connect_timeout
         self._current = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._resources: dict[str, ResourceClient] = {}
+
+    @classmethod
+    def from_config(cls, cfg: _config.ClientConfig, **kwargs: Any) -> Client:
+        """A client for ``cfg``'s servers with its credentials."""
+        return cls(config=cfg, **kwargs)
+
+    @property
+    def secure(self) -> bool:
+        return self._credentials is not None
 
     # -- plumbing --------------------------------------------------------------
 
@@ -62,7 +100,13 @@ class Client:
         target = self.servers[self._current]
         chan = self._channels.get(target)
         if chan is None:
-            chan = self._channels[target] = channels.insecure_channel(target)
+            if self._credentials is not None:
+                assert self.config is not None
+                chan = channels.secure_channel(target, self._credentials,
+                                               self.config.tls_server_name)
+            else:
+                chan = channels.insecure_channel(target)
+            self._channels[target] = chan
         return chan
 
     def _fail_over(self) -> None:
@@ -103,6 +147,16 @@ class Client:
                 if err.code() in _RETRYABLE and untried > 0:
                     untried -= 1
                     self._fail_over()
+                    continue
+                reason = tlsconfig.tls_failure(err.details() or "")
+                if reason and err.code() in _RETRYABLE:
+                    raise Unavailable(f"cannot connect securely to the API server "
+                                      f"{self.servers[self._current]}: {reason}") from None
+                wait = _retry_after(err)
+                if wait is not None and loop.time() + wait <= give_up:
+                    # Throttled (client-go retries a 429 after its Retry-After too).
+                    log.debug("%s.%s throttled; retrying in %.1fs", kind.kind, method, wait)
+                    await asyncio.sleep(wait * (0.5 + random.random()))
                     continue
                 if err.code() not in _RETRYABLE or loop.time() + delay > give_up:
                     raise from_rpc_error(err) from None

@@ -64,10 +64,16 @@ class Forbidden(ApiError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class Unauthenticated(ApiError):
+    """No credentials, or ones the server does not accept."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 _BY_CODE: dict[grpc.StatusCode, type[ApiError]] = {
     cls.code: cls
     for cls in (NotFound, AlreadyExists, Conflict, Invalid, PreconditionFailed, Expired,
-                TooLarge, Unavailable, Forbidden)
+                TooLarge, Unavailable, Forbidden, Unauthenticated)
 }
 _BY_CODE[grpc.StatusCode.DEADLINE_EXCEEDED] = Unavailable
 

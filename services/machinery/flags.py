@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import re
 
+from services.machinery.config import ClientConfig
+from services.machinery.config import load as load_client_config
+from services.machinery.tlsconfig import ServingCert
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
@@ -62,3 +66,53 @@ def check_leader_election(opts: argparse.Namespace) -> None:
     if opts.leader_elect_renew_deadline <= 1.2 * opts.leader_elect_retry_period:
         raise ValueError("--leader-elect-renew-deadline must be greater than 1.2 x "
                          "--leader-elect-retry-period")
+
+
+# -- connecting to the API server, and serving -------------------------------------------------
+
+
+def add_client_flags(parser: argparse.ArgumentParser) -> None:
+    """--server and --kubeconfig: where the API server is and who we are to it."""
+    parser.add_argument("--server", default=None,
+                        help="API server HOST:PORT[,HOST:PORT...] (default: $KYB_SERVER, the "
+                             "client config file, else localhost:6443)")
+    parser.add_argument("--kubeconfig", default=None,
+                        help="client config file with the API server's CA and this "
+                             "component's certificate and key (default: $KYB_CONFIG or "
+                             "~/.kyb/config if it exists; without a CA: plaintext)")
+
+
+def client_config(opts: argparse.Namespace) -> ClientConfig:
+    """The ClientConfig --server/--kubeconfig select (ValueError, one line)."""
+    return load_client_config(opts.server, opts.kubeconfig)
+
+
+def add_serving_flags(parser: argparse.ArgumentParser, what: str = "/metrics") -> None:
+    """--tls-cert-file, --tls-private-key-file, --client-ca-file (Kubernetes' names)."""
+    parser.add_argument("--tls-cert-file", default=None,
+                        help=f"serve {what} over TLS with this certificate (PEM; default: "
+                             "plaintext)")
+    parser.add_argument("--tls-private-key-file", default=None,
+                        help="the private key of --tls-cert-file (PEM)")
+    parser.add_argument("--client-ca-file", default=None,
+                        help="CA whose client certificates are accepted (default: the client "
+                             "config's certificate-authority)")
+
+
+def serving_cert(opts: argparse.Namespace,
+                 client: ClientConfig | None = None) -> ServingCert | None:
+    """The ServingCert the serving flags give, or None (plaintext). The
+    client CA defaults to the CA of the client config ``client``."""
+    cert, key = opts.tls_cert_file, opts.tls_private_key_file
+    if not cert and not key:
+        if opts.client_ca_file:
+            raise ValueError("--client-ca-file needs --tls-cert-file and --tls-private-key-file")
+        return None
+    if not (cert and key):
+        raise ValueError("--tls-cert-file and --tls-private-key-file go together")
+    fallback = client.ca if client is not None and client.ca else b""
+    serving = ServingCert.load(cert, key, opts.client_ca_file, client_ca=fallback)
+    if not serving.client_ca:
+        raise ValueError("--tls-cert-file needs --client-ca-file (or a client config with a "
+                         "certificate-authority) to verify clients")
+    return serving

@@ -16,8 +16,8 @@ import signal
 import sys
 
 from services.machinery import Client, LeaderElector, SharedInformerFactory
-from services.machinery.config import resolve_servers
 from services.machinery import flags
+from services.machinery.config import ClientConfig
 from services.machinery.flags import boolean, duration  # noqa: F401 (re-exported for tests)
 from services.machinery.httpserver import HttpServer
 from services.machinery.leaderelection import default_identity
@@ -43,12 +43,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kyb-scheduler", description=__doc__,
                                 formatter_class=_HelpFormatter)
-    p.add_argument("--server", default=None,
-                   help="API server HOST:PORT[,HOST:PORT...] (default: $KYB_SERVER, the client "
-                        "config file, else localhost:6443)")
+    flags.add_client_flags(p)
     p.add_argument("--bind-address", default="0.0.0.0", help="address for the metrics port")
     p.add_argument("--metrics-port", type=int, default=10259,
                    help="HTTP port for /metrics and /healthz (0: any free port)")
+    flags.add_serving_flags(p)
     flags.add_leader_election(p, "scheduling", LEASE_NAME, LEASE_NAMESPACE)
     p.add_argument("--scheduler-name", default=cfg.DEFAULT_SCHEDULER_NAME,
                    help="schedule pods whose spec.schedulerName is this (the profile name when "
@@ -82,8 +81,10 @@ def load(opts: argparse.Namespace) -> tuple[cfg.SchedulerConfig, int]:
 
 
 async def run(opts: argparse.Namespace, config: cfg.SchedulerConfig, percentage: int,
-              servers: list[str]) -> int:
-    client = Client(servers)
+              client_config: ClientConfig) -> int:
+    client = Client(config=client_config)
+    servers = client.servers
+    tls = flags.serving_cert(opts, client_config)
     factory = SharedInformerFactory(client)
     identity = default_identity()
     scheduler = Scheduler(client, factory, cfg.build_profiles(config),
@@ -93,7 +94,8 @@ async def run(opts: argparse.Namespace, config: cfg.SchedulerConfig, percentage:
         synced = scheduler.pod_informer.has_synced and scheduler.node_informer.has_synced
         return synced, "ok" if synced else "informers not synced"
 
-    http = HttpServer(opts.bind_address, opts.metrics_port, ready=ready)
+    http = HttpServer(opts.bind_address, opts.metrics_port, ready=ready,
+                      ssl_context=tls.ssl_context() if tls is not None else None)
     main_task = asyncio.current_task()
     assert main_task is not None
     loop = asyncio.get_running_loop()
@@ -144,14 +146,15 @@ async def run(opts: argparse.Namespace, config: cfg.SchedulerConfig, percentage:
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     try:
-        servers = resolve_servers(opts.server)
+        client_config = flags.client_config(opts)
+        flags.serving_cert(opts, client_config)  # checked now, before anything starts
         config, percentage = load(opts)
     except ValueError as err:
         print(f"kyb-scheduler: {err}", file=sys.stderr)
         return 2
     setup_logging(opts.log_level)
     try:
-        return asyncio.run(run(opts, config, percentage, servers))
+        return asyncio.run(run(opts, config, percentage, client_config))
     except (OSError, ValueError) as err:
         log.error("%s", err)
         print(f"kyb-scheduler: {err}", file=sys.stderr)

@@ -30,7 +30,8 @@ class EmbeddedApiServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.apiserver.main", "--bind-address", "127.0.0.1",
              "--port", str(self.port), "--metrics-port", str(self.metrics_port),
-             "--data-dir", str(self.data_dir), "--embedded-etcd-port", str(self.etcd_port)],
+             "--data-dir", str(self.data_dir), "--embedded-etcd-port", str(self.etcd_port),
+             "--insecure-plaintext"],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port("127.0.0.1", self.port, 60, self.proc, self.data_dir / "apiserver.log")
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from services.api.gen.kybernetes.apps.v1 import types_pb2 as apps
 from services.api.gen.kybernetes.coordination.v1 import types_pb2 as coordination
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
+from services.api.gen.kybernetes.rbac.v1 import types_pb2 as rbac
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 def pod(name: str, namespace: str = "default", *, image: str = "busybox:latest",
@@ -95,6 +98,66 @@ def lease(name: str, namespace: str = "default", holder: str = "") -> coordinati
     return obj
 
 
+def resource_quota(name: str, namespace: str = "default",
+                   hard: dict[str, str] | None = None) -> core.ResourceQuota:
+    """By default a quota no test comes near (and no cpu/memory keys, which
+    would make every pod without requests refused): objects made by sample()
+    may outlive a test in a shared namespace."""
+    obj = core.ResourceQuota()
+    obj.metadata.name, obj.metadata.namespace = name, namespace
+    obj.spec.hard.update(hard if hard is not None else {"pods": "1000"})
+    return obj
+
+
+def policy_rule(verbs: tuple[str, ...] = ("get", "list", "watch"),
+                resources: tuple[str, ...] = ("pods",), groups: tuple[str, ...] = ("",),
+                names: tuple[str, ...] = ()) -> rbac.PolicyRule:
+    return rbac.PolicyRule(verbs=verbs, api_groups=groups, resources=resources,
+                           resource_names=names)
+
+
+def role(name: str, namespace: str = "default",
+         rules: list[rbac.PolicyRule] | None = None) -> rbac.Role:
+    obj = rbac.Role()
+    obj.metadata.name, obj.metadata.namespace = name, namespace
+    obj.rules.extend(rules if rules is not None else [policy_rule()])
+    return obj
+
+
+def cluster_role(name: str, rules: list[rbac.PolicyRule] | None = None) -> rbac.ClusterRole:
+    obj = rbac.ClusterRole()
+    obj.metadata.name = name
+    obj.rules.extend(rules if rules is not None else [policy_rule()])
+    return obj
+
+
+def subject(kind: str, name: str, namespace: str = "") -> rbac.Subject:
+    """A User, Group or ServiceAccount ("ns/name" not needed: pass namespace)."""
+    group = "" if kind == "ServiceAccount" else RBAC_GROUP
+    return rbac.Subject(kind=kind, name=name, namespace=namespace, api_group=group)
+
+
+def role_binding(name: str, namespace: str = "default", *, role_kind: str = "Role",
+                 role_name: str = "reader", subjects: list[rbac.Subject] | None = None
+                 ) -> rbac.RoleBinding:
+    obj = rbac.RoleBinding()
+    obj.metadata.name, obj.metadata.namespace = name, namespace
+    obj.role_ref.CopyFrom(rbac.RoleRef(api_group=RBAC_GROUP, kind=role_kind, name=role_name))
+    obj.subjects.extend(subjects if subjects is not None else [subject("User", "jane")])
+    return obj
+
+
+def cluster_role_binding(name: str, *, role_name: str = "view",
+                         subjects: list[rbac.Subject] | None = None
+                         ) -> rbac.ClusterRoleBinding:
+    obj = rbac.ClusterRoleBinding()
+    obj.metadata.name = name
+    obj.role_ref.CopyFrom(rbac.RoleRef(api_group=RBAC_GROUP, kind="ClusterRole",
+                                       name=role_name))
+    obj.subjects.extend(subjects if subjects is not None else [subject("Group", "readers")])
+    return obj
+
+
 def sample(kind: str, name: str, namespace: str):
     """A valid object of ``kind`` (namespace ignored for cluster-scoped kinds)."""
     makers = {
@@ -107,5 +170,10 @@ def sample(kind: str, name: str, namespace: str):
         "ReplicaSet": lambda: replicaset(name, namespace),
         "Deployment": lambda: deployment(name, namespace),
         "Lease": lambda: lease(name, namespace),
+        "ResourceQuota": lambda: resource_quota(name, namespace),
+        "Role": lambda: role(name, namespace),
+        "ClusterRole": lambda: cluster_role(name),
+        "RoleBinding": lambda: role_binding(name, namespace),
+        "ClusterRoleBinding": lambda: cluster_role_binding(name),
     }
     return makers[kind]()

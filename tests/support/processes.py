@@ -143,6 +143,7 @@ class ApiServerProcess:
         self.workdir = workdir
         self.etcd_endpoints = etcd_endpoints
         self.port = free_port()
+        self.token_port = free_port()
         self.metrics_port = free_port()
         self.watch_cache_size = watch_cache_size
         self.extra_args = extra_args or []
@@ -153,8 +154,13 @@ class ApiServerProcess:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def secure(self) -> bool:
+        return "--tls-cert-file" in self.extra_args
+
+    @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> None:
         log = self.workdir / "apiserver.log"
@@ -163,6 +169,7 @@ class ApiServerProcess:
              "--port", str(self.port), "--metrics-port", str(self.metrics_port),
              "--etcd-servers", self.etcd_endpoints, "--data-dir", str(self.workdir / "state"),
              "--watch-cache-size", str(self.watch_cache_size), "--bookmark-interval", "0.5",
+             *(["--token-port", str(self.token_port)] if self.secure else ["--insecure-plaintext"]),
              *self.extra_args],
             cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port("127.0.0.1", self.port, 60, self.proc, log)
@@ -174,8 +181,10 @@ class ApiServerProcess:
         self.stop()
         self.start()
 
-    def metrics(self) -> str:
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as resp:
+    def metrics(self, context=None) -> str:
+        """/metrics; a secure server needs ``context`` (an ssl context with a
+        client certificate)."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5, context=context) as resp:
             return resp.read().decode()
 
 

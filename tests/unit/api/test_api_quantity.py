@@ -112,3 +112,9 @@ def test_format_quantity(q, binary, text):
 def test_format_quantity_parses_back_within_a_nano(q):
     back = parse_quantity(format_quantity(q))
     assert q <= back <= q + Fraction(1, 10**9)
+
+
+def test_huge_numbers_are_refused_cleanly_not_with_int_conversion_errors():
+    with pytest.raises(QuantityError, match="more than 1000 digits"):
+        parse_quantity("9" * 5000)
+    assert parse_quantity("1" + "0" * 900) == 10 ** 900

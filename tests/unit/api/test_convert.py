@@ -354,3 +354,71 @@ def test_convert_format_and_parse_time_agree():
     text = convert.format_time(ts)
     assert text == "2026-11-24T15:30:41Z"
     assert convert.parse_time(text) == (1795534241, 0)
+
+
+# --- RBAC and quota manifests, as written for Kubernetes ------------------------------------
+
+RBAC_MANIFESTS = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:metrics-reader
+rules:
+- nonResourceURLs: ["/metrics"]
+  verbs: ["get"]
+- apiGroups: ["", "apps"]
+  resources: ["pods", "pods/log", "deployments"]
+  resourceNames: ["web"]
+  verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: read-pods
+  namespace: team
+subjects:
+- kind: User
+  name: jane
+  apiGroup: rbac.authorization.k8s.io
+- kind: ServiceAccount
+  name: builder
+  namespace: ci
+roleRef:
+  kind: ClusterRole
+  name: system:metrics-reader
+  apiGroup: rbac.authorization.k8s.io
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: compute
+  namespace: team
+spec:
+  hard:
+    pods: "10"
+    requests.cpu: "2"
+    requests.memory: 4Gi
+"""
+
+
+def test_convert_rbac_and_quota_manifests_load_with_kubernetes_names():
+    docs = convert.load_manifests(RBAC_MANIFESTS, "rbac.yaml")
+    decoded = [convert.from_dict(doc, strict=True) for doc in docs]
+    assert all(warnings == [] for _, warnings in decoded)
+    role, binding, quota = (message for message, _ in decoded)
+    assert list(role.rules[0].non_resource_urls) == ["/metrics"]
+    assert list(role.rules[1].resource_names) == ["web"]
+    assert binding.role_ref.kind == "ClusterRole"
+    assert binding.subjects[1].namespace == "ci"
+    assert dict(quota.spec.hard) == {"pods": "10", "requests.cpu": "2",
+                                     "requests.memory": "4Gi"}
+    again = [convert.to_dict(message) for message, _ in decoded]
+    assert again == docs
+
+
+def test_convert_json_name_spells_kubernetes_acronyms():
+    from services.api.gen.kybernetes.rbac.v1 import types_pb2 as rbac
+    field = rbac.PolicyRule.DESCRIPTOR.fields_by_name["non_resource_urls"]
+    assert convert.json_name(field) == "nonResourceURLs"
+    assert convert.to_dict(rbac.PolicyRule(non_resource_urls=["/x"])) == {
+        "nonResourceURLs": ["/x"]}

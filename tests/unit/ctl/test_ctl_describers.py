@@ -130,3 +130,89 @@ def test_describers_generic_fallback_shows_metadata_and_fields():
     assert lines[0].split() == ["Name:", "l"]
     assert "Spec:" in lines and "  holderIdentity: me" in lines
     assert lines[-1].split() == ["Events:", "<none>"]
+
+
+# --- RBAC and quotas ------------------------------------------------------------------------
+
+
+def test_describers_role_rules_table_like_kubectl():
+    from services.api.gen.kybernetes.rbac.v1 import types_pb2 as rbac
+    role = objects.role("pod-reader", rules=[
+        objects.policy_rule(("watch", "get", "list"), ("pods",)),
+        objects.policy_rule(("get",), ("pods/log",)),
+        objects.policy_rule(("update",), ("deployments", "deployments/scale"), ("apps",)),
+        objects.policy_rule(("get",), ("configmaps",), names=("settings", "flags")),
+        objects.policy_rule(("create",), ("pods",)),
+    ])
+    text = describers.describe("Role", role, Related(events=[]), NOW)
+    assert text.splitlines() == [
+        "Name:         pod-reader",
+        "Labels:       <none>",
+        "Annotations:  <none>",
+        "PolicyRule:",
+        "  Resources               Non-Resource URLs  Resource Names  Verbs",
+        "  ---------               -----------------  --------------  -----",
+        "  configmaps              []                 [flags]         [get]",
+        "  configmaps              []                 [settings]      [get]",
+        "  pods/log                []                 []              [get]",
+        "  pods                    []                 []              [get list watch create]",
+        "  deployments.apps        []                 []              [update]",
+        "  deployments.apps/scale  []                 []              [update]",
+    ]
+    cluster_role = objects.cluster_role("metrics", rules=[
+        rbac.PolicyRule(verbs=["get"], non_resource_urls=["/metrics", "/healthz"])])
+    lines = describers.describe("ClusterRole", cluster_role, Related(), NOW).splitlines()
+    assert lines[-2:] == ["             [/healthz]         []              [get]",
+                          "             [/metrics]         []              [get]"]
+
+
+def test_describers_binding_shows_role_and_subjects():
+    binding = objects.role_binding("read-pods", role_kind="ClusterRole", role_name="view",
+                                   subjects=[objects.subject("User", "jane"),
+                                             objects.subject("ServiceAccount", "ci", "build")])
+    text = describers.describe("RoleBinding", binding, Related(events=[]), NOW)
+    assert text.splitlines() == [
+        "Name:         read-pods",
+        "Labels:       <none>",
+        "Annotations:  <none>",
+        "Role:",
+        "  Kind:  ClusterRole",
+        "  Name:  view",
+        "Subjects:",
+        "  Kind            Name  Namespace",
+        "  ----            ----  ---------",
+        "  User            jane",
+        "  ServiceAccount  ci    build",
+    ]
+    cluster = objects.cluster_role_binding("admins")
+    assert "  Group  readers" in describers.describe("ClusterRoleBinding", cluster,
+                                                     Related(), NOW).splitlines()
+
+
+def test_describers_quota_resource_used_hard_table():
+    quota = objects.resource_quota("compute", "team", hard={"pods": "10", "requests.cpu": "2"})
+    quota.status.hard.update(quota.spec.hard)
+    quota.status.used["pods"] = "3"
+    text = describers.describe("ResourceQuota", quota, Related(events=[]), NOW)
+    assert text.splitlines() == [
+        "Name:         compute",
+        "Namespace:    team",
+        "Resource      Used  Hard",
+        "--------      ----  ----",
+        "pods          3     10",
+        "requests.cpu  0     2",
+    ]
+
+
+def test_describers_namespace_lists_its_quotas():
+    ns = objects.namespace("team")
+    assert "No resource quota." in describers.describe("Namespace", ns, Related(), NOW)
+    quota = objects.resource_quota("compute", "team", hard={"pods": "10"})
+    lines = describers.describe("Namespace", ns, Related(quotas=[quota]), NOW).splitlines()
+    start = lines.index("Resource Quotas")
+    assert lines[start + 1:start + 5] == [
+        "  Name:     compute",
+        "  Resource  Used  Hard",
+        "  --------  ---   ---",
+        "  pods      0     10",
+    ]

@@ -29,7 +29,7 @@ def _one_error_line(capsys) -> str:
 def test_main_help_exits_zero(capsys):
     assert ctl.main(["--help"]) == 0
     assert "apply" in capsys.readouterr().out
-    for command in ("apply", "get", "describe", "delete", "create"):
+    for command in ("apply", "get", "describe", "delete", "create", "auth"):
         assert ctl.main([command, "--help"]) == 0
     assert ctl.main(["create", "namespace", "--help"]) == 0
 
@@ -108,3 +108,14 @@ def test_main_closed_stdout_exits_quietly_like_sigpipe(monkeypatch, capfd):
         os.dup2(saved, 1)
         os.close(saved)
     assert capfd.readouterr().err == ""
+
+
+def test_main_kubeconfig_flag_is_read(capsys, tmp_path, dead_server):
+    missing = tmp_path / "nope"
+    assert ctl.main(["--kubeconfig", str(missing), "get", "pods"]) == 1
+    assert _one_error_line(capsys) == f"error: client config {missing} does not exist"
+    config = tmp_path / "config"
+    config.write_text(f"server: {dead_server}\n")
+    assert ctl.main(["get", "pods", "--kubeconfig", str(config)]) == 1
+    assert _one_error_line(capsys).startswith(f"error: cannot reach the API server at "
+                                              f"{dead_server}: ")

@@ -67,3 +67,45 @@ def test_merge_scalar_lists_are_replaced():
     assert merge.merge_value(["a", "b"], ["c"]) == ["c"]
     assert merge.merge_value([{"x": 1}, {"x": 2}], [{"y": 1}]) == [{"y": 1}]
     assert merge.merge_value([{"x": 1}], [{"y": 1}]) == [{"x": 1, "y": 1}]
+
+
+# --- atomic lists: rules and subjects ---------------------------------------------------------
+
+ROLE = {
+    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+    "metadata": {"name": "r", "namespace": "default", "resourceVersion": "3"},
+    "rules": [{"apiGroups": [""], "resources": ["pods"], "resourceNames": ["web"],
+               "verbs": ["get"]}],
+}
+
+
+def test_merge_rules_are_replaced_whole_so_dropped_fields_do_not_linger():
+    manifest = {"apiVersion": ROLE["apiVersion"], "kind": "Role", "metadata": {"name": "r"},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}
+    merged = merge.overlay(ROLE, manifest)
+    assert merged["rules"] == manifest["rules"]
+    assert merge.overlay(ROLE, {**manifest, "rules": ROLE["rules"]}) == ROLE
+
+
+BINDING = {
+    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+    "metadata": {"name": "b", "namespace": "team", "resourceVersion": "3"},
+    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+    "subjects": [{"kind": "User", "name": "jane", "apiGroup": "rbac.authorization.k8s.io"},
+                 {"kind": "ServiceAccount", "name": "ci", "namespace": "team"}],
+}
+
+
+def test_merge_subjects_keep_server_defaults_when_nothing_else_changed():
+    manifest = {"apiVersion": BINDING["apiVersion"], "kind": "RoleBinding",
+                "metadata": {"name": "b"}, "roleRef": {"kind": "Role", "name": "r"},
+                "subjects": [{"kind": "User", "name": "jane"},
+                             {"kind": "ServiceAccount", "name": "ci"}]}
+    assert merge.overlay(BINDING, manifest) == BINDING
+
+
+def test_merge_subjects_replaced_when_they_change():
+    manifest = {"subjects": [{"kind": "Group", "name": "jane"}]}
+    assert merge.overlay(BINDING, manifest)["subjects"] == [{"kind": "Group", "name": "jane"}]
+    fewer = {"subjects": [{"kind": "User", "name": "jane"}]}
+    assert merge.overlay(BINDING, fewer)["subjects"] == [{"kind": "User", "name": "jane"}]

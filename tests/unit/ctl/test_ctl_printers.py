@@ -233,3 +233,58 @@ def test_printers_node_status_unknown_ready_is_notready_like_kubectl():
     node.status.conditions[0].status = "True"
     node.spec.unschedulable = True
     assert printers.node_status(node) == "Ready,SchedulingDisabled"
+
+
+# --- RBAC and quotas ------------------------------------------------------------------------
+
+
+def test_printers_role_tables_show_created_at():
+    role = _created(objects.role("pod-reader"), 10)
+    assert printers.table(kinds.BY_KIND["Role"], [role], NOW) == [
+        "NAME         CREATED AT", "pod-reader   2026-11-24T15:30:31Z"]
+    cluster_role = _created(objects.cluster_role("system:node"), 10)
+    assert printers.table(kinds.BY_KIND["ClusterRole"], [cluster_role], NOW,
+                          TableOptions(all_namespaces=True)) == [
+        "NAME          CREATED AT", "system:node   2026-11-24T15:30:31Z"]
+
+
+def test_printers_binding_tables_show_the_role_and_wide_subjects():
+    binding = _created(objects.role_binding("read-pods", role_name="pod-reader", subjects=[
+        objects.subject("User", "jane"), objects.subject("User", "joe"),
+        objects.subject("Group", "devs"), objects.subject("ServiceAccount", "ci", "build")]),
+        120)
+    kind = kinds.BY_KIND["RoleBinding"]
+    assert printers.table(kind, [binding], NOW) == [
+        "NAME        ROLE              AGE", "read-pods   Role/pod-reader   2m"]
+    assert printers.table(kind, [binding], NOW, TableOptions(wide=True)) == [
+        "NAME        ROLE              AGE   USERS       GROUPS   SERVICEACCOUNTS",
+        "read-pods   Role/pod-reader   2m    jane, joe   devs     build/ci"]
+    cluster = _created(objects.cluster_role_binding("admins", role_name="cluster-admin"), 5)
+    assert printers.table(kinds.BY_KIND["ClusterRoleBinding"], [cluster], NOW) == [
+        "NAME     ROLE                        AGE", "admins   ClusterRole/cluster-admin   5s"]
+
+
+def test_printers_quota_table_shows_used_over_hard_like_kubectl():
+    quota = _created(objects.resource_quota("compute", hard={
+        "pods": "10", "requests.cpu": "2", "requests.memory": "4Gi"}), 30)
+    quota.status.hard.update(quota.spec.hard)
+    quota.status.used.update({"pods": "1", "requests.cpu": "100m"})
+    request = "pods: 1/10, requests.cpu: 100m/2, requests.memory: 0/4Gi"
+    assert printers.table(kinds.BY_KIND["ResourceQuota"], [quota], NOW) == [
+        "NAME      AGE   " + "REQUEST".ljust(len(request) + 3) + "LIMIT",
+        f"compute   30s   {request}",
+    ]
+
+
+def test_printers_quota_uses_spec_until_status_is_recorded():
+    quota = objects.resource_quota("q", hard={"pods": "3"})
+    assert printers.quota_usage(quota) == [("pods", "0", "3")]
+    quota.status.hard["pods"] = "2"
+    assert printers.quota_usage(quota) == [("pods", "0", "2")]
+
+
+def test_printers_rbac_object_names_carry_the_group():
+    assert printers.object_name(kinds.BY_KIND["ClusterRole"], objects.cluster_role("view")) == \
+        "clusterrole.rbac.authorization.k8s.io/view"
+    assert printers.object_name(kinds.BY_KIND["ResourceQuota"],
+                                objects.resource_quota("q")) == "resourcequota/q"

@@ -2385,3 +2385,390 @@ class Events:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ResourceQuotasStub:
+    """ResourceQuotas: the ResourceQuota resource.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Create = channel.unary_unary(
+                '/kybernetes.core.v1.ResourceQuotas/Create',
+                request_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+                _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/kybernetes.core.v1.ResourceQuotas/Get',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.GetRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+                _registered_method=True)
+        self.List = channel.unary_unary(
+                '/kybernetes.core.v1.ResourceQuotas/List',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.ListRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuotaList.FromString,
+                _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/kybernetes.core.v1.ResourceQuotas/Update',
+                request_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+                _registered_method=True)
+        self.UpdateStatus = channel.unary_unary(
+                '/kybernetes.core.v1.ResourceQuotas/UpdateStatus',
+                request_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+                _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/kybernetes.core.v1.ResourceQuotas/Delete',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/kybernetes.core.v1.ResourceQuotas/Watch',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuotaWatchEvent.FromString,
+                _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/kybernetes.core.v1.ResourceQuotas/WatchBatched',
+                request_serializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuotaWatchEvents.FromString,
+                _registered_method=True)
+
+
+class ResourceQuotasServicer:
+    """ResourceQuotas: the ResourceQuota resource.
+    """
+
+    def Create(self, request, context):
+        """Creates the object; ALREADY_EXISTS if the name is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Get(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Update(self, request, context):
+        """Replaces metadata and spec (status is ignored); ABORTED when
+        metadata.resourceVersion is stale.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateStatus(self, request, context):
+        """Replaces status only (metadata and spec are ignored); ABORTED when stale.
+        The API server keeps status.used itself; this is for repairs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Returns the object as deleted, or as marked for deletion when finalizers
+        or graceful termination hold it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
+        requested resourceVersion is older than the server's history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchBatched(self, request, context):
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ResourceQuotasServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+            ),
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.GetRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+            ),
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.ListRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuotaList.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+            ),
+            'UpdateStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStatus,
+                    request_deserializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.DeleteRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuotaWatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuotaWatchEvents.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kybernetes.core.v1.ResourceQuotas', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kybernetes.core.v1.ResourceQuotas', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ResourceQuotas:
+    """ResourceQuotas: the ResourceQuota resource.
+    """
+
+    @staticmethod
+    def Create(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kybernetes.core.v1.ResourceQuotas/Create',
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Get(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kybernetes.core.v1.ResourceQuotas/Get',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.GetRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kybernetes.core.v1.ResourceQuotas/List',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.ListRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuotaList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kybernetes.core.v1.ResourceQuotas/Update',
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kybernetes.core.v1.ResourceQuotas/UpdateStatus',
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kybernetes.core.v1.ResourceQuotas/Delete',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.DeleteRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.ResourceQuotas/Watch',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuotaWatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kybernetes.core.v1.ResourceQuotas/WatchBatched',
+            kybernetes_dot_meta_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_core_dot_v1_dot_types__pb2.ResourceQuotaWatchEvents.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -844,3 +844,142 @@ class EventsServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_EventsServicer_to_server(servicer: EventsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ResourceQuotasStub:
+    """ResourceQuotas: the ResourceQuota resource."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ResourceQuotasAsyncStub: ...
+    Create: _grpc.UnaryUnaryMultiCallable[_types_pb2.ResourceQuota, _types_pb2.ResourceQuota]
+    """Creates the object; ALREADY_EXISTS if the name is taken."""
+    Get: _grpc.UnaryUnaryMultiCallable[_meta_pb2.GetRequest, _types_pb2.ResourceQuota]
+    List: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ListRequest, _types_pb2.ResourceQuotaList]
+    Update: _grpc.UnaryUnaryMultiCallable[_types_pb2.ResourceQuota, _types_pb2.ResourceQuota]
+    """Replaces metadata and spec (status is ignored); ABORTED when
+    metadata.resourceVersion is stale.
+    """
+    UpdateStatus: _grpc.UnaryUnaryMultiCallable[_types_pb2.ResourceQuota, _types_pb2.ResourceQuota]
+    """Replaces status only (metadata and spec are ignored); ABORTED when stale.
+    The API server keeps status.used itself; this is for repairs.
+    """
+    Delete: _grpc.UnaryUnaryMultiCallable[_meta_pb2.DeleteRequest, _types_pb2.ResourceQuota]
+    """Returns the object as deleted, or as marked for deletion when finalizers
+    or graceful termination hold it.
+    """
+    Watch: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ResourceQuotaWatchEvent]
+    """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
+    requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _grpc.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ResourceQuotaWatchEvents]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
+
+@_typing.type_check_only
+class ResourceQuotasAsyncStub(ResourceQuotasStub):
+    """ResourceQuotas: the ResourceQuota resource."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Create: _aio.UnaryUnaryMultiCallable[_types_pb2.ResourceQuota, _types_pb2.ResourceQuota]  # type: ignore[assignment]
+    """Creates the object; ALREADY_EXISTS if the name is taken."""
+    Get: _aio.UnaryUnaryMultiCallable[_meta_pb2.GetRequest, _types_pb2.ResourceQuota]  # type: ignore[assignment]
+    List: _aio.UnaryUnaryMultiCallable[_meta_pb2.ListRequest, _types_pb2.ResourceQuotaList]  # type: ignore[assignment]
+    Update: _aio.UnaryUnaryMultiCallable[_types_pb2.ResourceQuota, _types_pb2.ResourceQuota]  # type: ignore[assignment]
+    """Replaces metadata and spec (status is ignored); ABORTED when
+    metadata.resourceVersion is stale.
+    """
+    UpdateStatus: _aio.UnaryUnaryMultiCallable[_types_pb2.ResourceQuota, _types_pb2.ResourceQuota]  # type: ignore[assignment]
+    """Replaces status only (metadata and spec are ignored); ABORTED when stale.
+    The API server keeps status.used itself; this is for repairs.
+    """
+    Delete: _aio.UnaryUnaryMultiCallable[_meta_pb2.DeleteRequest, _types_pb2.ResourceQuota]  # type: ignore[assignment]
+    """Returns the object as deleted, or as marked for deletion when finalizers
+    or graceful termination hold it.
+    """
+    Watch: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ResourceQuotaWatchEvent]  # type: ignore[assignment]
+    """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
+    requested resourceVersion is older than the server's history.
+    """
+    WatchBatched: _aio.UnaryStreamMultiCallable[_meta_pb2.WatchRequest, _types_pb2.ResourceQuotaWatchEvents]  # type: ignore[assignment]
+    """Watch with several events per stream message when they queue up (never
+    waiting to fill one): far fewer messages for busy watchers.
+    """
+
+class ResourceQuotasServicer(metaclass=_abc_1.ABCMeta):
+    """ResourceQuotas: the ResourceQuota resource."""
+
+    @_abc_1.abstractmethod
+    def Create(
+        self,
+        request: _types_pb2.ResourceQuota,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.ResourceQuota, _abc.Awaitable[_types_pb2.ResourceQuota]]:
+        """Creates the object; ALREADY_EXISTS if the name is taken."""
+
+    @_abc_1.abstractmethod
+    def Get(
+        self,
+        request: _meta_pb2.GetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.ResourceQuota, _abc.Awaitable[_types_pb2.ResourceQuota]]: ...
+
+    @_abc_1.abstractmethod
+    def List(
+        self,
+        request: _meta_pb2.ListRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.ResourceQuotaList, _abc.Awaitable[_types_pb2.ResourceQuotaList]]: ...
+
+    @_abc_1.abstractmethod
+    def Update(
+        self,
+        request: _types_pb2.ResourceQuota,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.ResourceQuota, _abc.Awaitable[_types_pb2.ResourceQuota]]:
+        """Replaces metadata and spec (status is ignored); ABORTED when
+        metadata.resourceVersion is stale.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateStatus(
+        self,
+        request: _types_pb2.ResourceQuota,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.ResourceQuota, _abc.Awaitable[_types_pb2.ResourceQuota]]:
+        """Replaces status only (metadata and spec are ignored); ABORTED when stale.
+        The API server keeps status.used itself; this is for repairs.
+        """
+
+    @_abc_1.abstractmethod
+    def Delete(
+        self,
+        request: _meta_pb2.DeleteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.ResourceQuota, _abc.Awaitable[_types_pb2.ResourceQuota]]:
+        """Returns the object as deleted, or as marked for deletion when finalizers
+        or graceful termination hold it.
+        """
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.ResourceQuotaWatchEvent], _abc.AsyncIterator[_types_pb2.ResourceQuotaWatchEvent]]:
+        """ADDED, MODIFIED, DELETED and BOOKMARK events; OUT_OF_RANGE when the
+        requested resourceVersion is older than the server's history.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchBatched(
+        self,
+        request: _meta_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.ResourceQuotaWatchEvents], _abc.AsyncIterator[_types_pb2.ResourceQuotaWatchEvents]]:
+        """Watch with several events per stream message when they queue up (never
+        waiting to fill one): far fewer messages for busy watchers.
+        """
+
+def add_ResourceQuotasServicer_to_server(servicer: ResourceQuotasServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

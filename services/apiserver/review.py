@@ -1,0 +1,92 @@
+"""The Authorization service: "would this be allowed?" (Kubernetes'
+SubjectAccessReview / SelfSubjectAccessReview) and "who am I?"
+(SelfSubjectReview), answered by the very authorizer that decides real
+requests, so `kyb auth can-i` can never disagree with them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from services.api.gen.kybernetes.authorization.v1 import authorization_pb2 as authz_pb2
+from services.apiserver import errors, metrics
+from services.apiserver.access import AccessControl, Outcome
+from services.apiserver.authz.attributes import AUTHENTICATED, Attributes, UserInfo
+
+REVIEW_SERVICE = authz_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+VERBS = frozenset({"get", "list", "watch", "create", "update", "delete"})
+
+
+def _subject(caller: UserInfo, review: Any) -> UserInfo:
+    if not review.user and not review.groups:
+        return caller
+    return UserInfo(review.user, tuple(dict.fromkeys([*review.groups, AUTHENTICATED])), "review")
+
+
+def _reviewer_may_ask(access: AccessControl, caller: UserInfo, subject: UserInfo) -> None:
+    """Asking about someone else needs create on subjectaccessreviews
+    (in Kubernetes' authorization.k8s.io group), as kube-apiserver requires."""
+    if subject is caller:
+        return
+    attrs = Attributes(user=caller, verb="create", group="authorization.k8s.io",
+                       resource="subjectaccessreviews")
+    if not access.authorize(attrs).allowed:
+        raise errors.forbidden(
+            f'User "{caller.name}" cannot ask what other users may do: that needs create on '
+            'subjectaccessreviews.authorization.k8s.io')
+
+
+def review(access: AccessControl, caller: UserInfo, request: Any) -> Any:
+    ra = request.resource_attributes
+    if ra.verb not in VERBS and ra.verb != "*":
+        raise errors.bad_request(
+            f"verb {errors.quote(ra.verb)} is not one of {', '.join(sorted(VERBS))}")
+    if not ra.resource:
+        raise errors.bad_request("resource_attributes.resource is required")
+    subject = _subject(caller, request)
+    if not subject.name:
+        raise errors.bad_request("user is required when groups are given")
+    _reviewer_may_ask(access, caller, subject)
+    decision = access.authorize(Attributes(
+        user=subject, verb=ra.verb, group=ra.group, resource=ra.resource,
+        subresource=ra.subresource, namespace=ra.namespace, name=ra.name))
+    return authz_pb2.SubjectAccessReviewStatus(
+        allowed=decision.allowed, reason=decision.reason, user=subject.name,
+        groups=list(subject.groups))
+
+
+async def _answer(access: AccessControl, method: str, raw: bytes,
+                  context: grpc.aio.ServicerContext) -> Any:
+    code = grpc.StatusCode.OK
+    outcome = Outcome(method)
+    try:
+        caller = access.authenticate(context, outcome)
+        if method == "WhoAmI":
+            return authz_pb2.UserInfo(username=caller.name, groups=list(caller.groups),
+                                      authenticated_by=caller.authenticated_by)
+        try:
+            request = authz_pb2.SubjectAccessReview.FromString(raw)
+        except DecodeError as err:
+            raise errors.bad_request(f"request is not a valid SubjectAccessReview: {err}") from None
+        return review(access, caller, request)
+    except errors.ApiStatus as err:
+        code = err.code
+        await context.abort(err.code, err.message)
+    finally:
+        metrics.REQUESTS.labels(method.lower(), "subjectaccessreviews", code.name).inc()
+
+
+def review_handler(access: AccessControl) -> grpc.GenericRpcHandler:
+    def method(name: str, response: Any) -> grpc.RpcMethodHandler:
+        async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            return await _answer(access, name, raw, context)
+        return grpc.unary_unary_rpc_method_handler(
+            handle, request_deserializer=lambda data: data,
+            response_serializer=response.SerializeToString)
+
+    return grpc.method_handlers_generic_handler(REVIEW_SERVICE, {
+        "Review": method("Review", authz_pb2.SubjectAccessReviewStatus),
+        "WhoAmI": method("WhoAmI", authz_pb2.UserInfo),
+    })

@@ -1,0 +1,72 @@
+"""Who is calling a gRPC server: the verified client certificate's CN and
+O entries (Kubernetes reads the user and its groups from them), and the
+bearer token a caller sent.
+
+gRPC hands over the peer's certificate as PEM in the auth context once the
+handshake has verified it; the CN is there already, but the O entries need
+parsing, which is cached by the PEM bytes (the same few clients call again
+and again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerCert:
+    """The subject of a verified client certificate."""
+
+    common_name: str
+    organizations: tuple[str, ...] = ()
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_peer_cert(pem: bytes) -> PeerCert:
+    cert = x509.load_pem_x509_certificate(pem)
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return PeerCert(str(cns[0].value) if cns else "", tuple(str(o.value) for o in orgs))
+
+
+def peer_cert(context: Any) -> PeerCert | None:
+    """The caller's verified certificate subject, or None (plaintext, or TLS
+    without a client certificate). ``context``: a grpc(.aio) ServicerContext."""
+    auth = context.auth_context() or {}
+    pems = auth.get("x509_pem_cert")
+    if pems:
+        pem = pems[0]
+        try:
+            return parse_peer_cert(pem.encode() if isinstance(pem, str) else bytes(pem))
+        except ValueError:
+            pass
+    names = auth.get("x509_common_name")
+    if names:
+        name = names[0]
+        return PeerCert(name.decode("utf-8", "replace") if isinstance(name, bytes) else name)
+    return None
+
+
+def identity(context: Any) -> tuple[str, tuple[str, ...]] | None:
+    """(user, groups) from the caller's verified certificate, or None."""
+    cert = peer_cert(context)
+    return None if cert is None else (cert.common_name, cert.organizations)
+
+
+def bearer_token(context: Any) -> str | None:
+    """The token of an ``authorization: Bearer <token>`` header, else None."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            scheme, _, token = text.strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+__all__ = ["PeerCert", "peer_cert", "identity", "parse_peer_cert", "bearer_token"]
