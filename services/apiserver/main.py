@@ -101,8 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     lim.add_argument("--max-watches-per-user", type=int, default=200,
                      help="watches one user may hold open (system:masters is exempt; 0: no "
                           "limit)")
-    lim.add_argument("--max-objects-per-namespace", type=int, default=0,
-                     help="objects of all kinds one namespace may hold (0: no limit)")
+    lim.add_argument("--max-objects-per-namespace", type=int, default=50_000,
+                     help="objects of all kinds one namespace may hold; creates past it get "
+                          "RESOURCE_EXHAUSTED (0: no limit)")
     p.add_argument("--log-level", default="info", help="debug, info, warning or error")
     opts = p.parse_args(argv)
     if not opts.insecure_plaintext and not (opts.tls_cert_file and opts.tls_private_key_file

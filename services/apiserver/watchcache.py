@@ -59,6 +59,13 @@ def object_key(kind: Kind, namespace: str, name: str) -> bytes:
     return f"/registry/{kind.resource}/{name}".encode()
 
 
+def _namespace_of(key: bytes) -> bytes:
+    """The namespace segment of /registry/<resource>/<namespace>/<name>
+    (b"" for a cluster-scoped key)."""
+    parts = key.split(b"/", 4)
+    return parts[3] if len(parts) == 5 else b""
+
+
 def decode(kind: Kind, value: bytes, revision: int) -> Message:
     """A stored value as a message carrying its resourceVersion."""
     obj = kind.message.FromString(value)
@@ -181,6 +188,9 @@ class WatchCache:
         self.kind = kind
         self.storage = storage
         self.objects: dict[bytes, Message] = {}
+        # Objects per namespace, kept as events apply: the per-namespace
+        # object limit reads it on every create, so it must not be a scan.
+        self.per_namespace: collections.Counter[bytes] = collections.Counter()
         self.history: collections.deque[CacheEvent] = collections.deque(maxlen=history)
         self.oldest = 0       # history is complete for revisions > oldest
         self.revision = 0     # every change up to here has been applied
@@ -238,6 +248,7 @@ class WatchCache:
         for watcher in list(self.watchers):
             watcher.close(TooOld("the watch cache was rebuilt; relist"))
         self.objects = objects
+        self.per_namespace = collections.Counter(_namespace_of(key) for key in objects)
         self.history.clear()
         self.oldest = self.revision = self.last_event_revision = revision
         metrics.STORAGE_OBJECTS.labels(self.kind.resource).set(len(objects))
@@ -253,11 +264,14 @@ class WatchCache:
                 if prev is None:
                     continue
                 del self.objects[ev.key]
+                self._count(ev.key, -1)
                 event = CacheEvent(DELETED, _with_revision(prev, ev.mod_revision), prev,
                                    ev.mod_revision)
             else:
                 obj = decode(self.kind, ev.value, ev.mod_revision)
                 self.objects[ev.key] = obj
+                if prev is None:
+                    self._count(ev.key, 1)
                 event = CacheEvent(MODIFIED if prev is not None else ADDED, obj, prev,
                                    ev.mod_revision)
             if len(self.history) == self.history.maxlen:
@@ -273,6 +287,16 @@ class WatchCache:
             for watcher in list(self.watchers):
                 watcher.bookmark(self.revision)
         self._wake_revision_waiters()
+
+    def _count(self, key: bytes, delta: int) -> None:
+        namespace = _namespace_of(key)
+        self.per_namespace[namespace] += delta
+        if self.per_namespace[namespace] <= 0:
+            del self.per_namespace[namespace]
+
+    def count_in(self, namespace: str) -> int:
+        """How many objects ``namespace`` holds (0 for cluster-scoped kinds)."""
+        return self.per_namespace.get(namespace.encode(), 0) if self.kind.namespaced else 0
 
     # -- freshness -------------------------------------------------------------
 

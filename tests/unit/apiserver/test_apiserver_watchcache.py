@@ -146,3 +146,13 @@ def test_watchcache_batch_is_what_is_queued_and_keeps_errors_for_later():
     assert (len(first), len(second)) == (3, 2) and err is not None
     decoded = POD.events_message.FromString(frame_repeated(first + second))
     assert [e.object.metadata.name for e in decoded.events] == [f"p{i}" for i in range(1, 6)]
+
+
+def test_watchcache_counts_objects_per_namespace_as_events_apply():
+    cache = _cache()
+    cache._apply([_pod_event("a", 2), _pod_event("b", 3), _pod_event("a", 4)], 4)
+    assert cache.count_in("default") == 2, "a modification is not a new object"
+    cache._apply([_pod_event("a", 5, deleted=True)], 5)
+    assert (cache.count_in("default"), cache.count_in("other")) == (1, 0)
+    cache._apply([_pod_event("b", 6, deleted=True)], 6)
+    assert cache.per_namespace == {}

@@ -138,12 +138,14 @@ def test_forbidden_is_permission_denied_in_kubernetes_words():
     assert err.message == 'pods "web" is forbidden: exceeded quota: q1'
 
 
-def test_objects_in_namespace_counts_namespaced_kinds_by_key_prefix():
+def test_objects_in_namespace_counts_namespaced_kinds_by_namespace():
     pods = WatchCache(BY_KIND["Pod"], storage=None)
     nodes = WatchCache(BY_KIND["Node"], storage=None)
-    pods.objects = {b"/registry/pods/a/x": core.Pod(), b"/registry/pods/a/y": core.Pod(),
-                    b"/registry/pods/ab/z": core.Pod()}
-    nodes.objects = {b"/registry/nodes/a": core.Node()}
+    for key in (b"/registry/pods/a/x", b"/registry/pods/a/y", b"/registry/pods/ab/z"):
+        pods.objects[key] = core.Pod()
+        pods._count(key, 1)
+    nodes.objects[b"/registry/nodes/a"] = core.Node()
+    nodes._count(b"/registry/nodes/a", 1)
     assert quota.objects_in_namespace([pods, nodes], "a") == 2
     assert quota.objects_in_namespace([pods, nodes], "ab") == 1
     err = quota.too_many_objects("a", 2)
