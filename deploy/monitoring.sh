@@ -13,8 +13,17 @@
 # cluster's own options (deploy/prometheus/generate.py) into
 # ~/.kyb/monitoring/NAME/ and mounted read-only.
 #
+# Every component serves /metrics over HTTPS to clients with a certificate
+# from the cluster CA: beside prometheus.yml go the CA certificate and
+# Prometheus' own certificate and key (CN system:prometheus, group
+# system:monitoring), copied from the cluster's PKI directory
+# (~/.kyb/clusters/NAME/pki, made by `kyb-cluster up`). The directory is
+# private (0750, files 0640); the container's prometheus user reads it as a
+# member of this user's group (--group-add).
+#
 # Idempotent: run again, it regenerates the configuration and reloads
-# Prometheus only if the configuration changed (a node added), recreates the
+# Prometheus only if the configuration or its certificate changed (a node
+# added), recreates the
 # container only if its image or flags changed, and otherwise does nothing.
 # Remove it with `down` before `kyb-cluster down` (a container left on the
 # cluster network keeps Docker from removing the network).
@@ -100,6 +109,13 @@ build_image() {
   say "built $IMAGE in $(secs "$t")"
 }
 
+# install_file SRC DEST: copy SRC to DEST (mode 0640) unless DEST already
+# holds the same bytes; succeeds only when it copied.
+install_file() {
+  if cmp -s "$1" "$2"; then chmod 640 "$2"; return 1; fi
+  cp "$1" "$2.tmp" && chmod 640 "$2.tmp" && mv "$2.tmp" "$2"
+}
+
 # Poll Prometheus' readiness endpoint (no proxy: the address is local).
 wait_ready() {
   "$PY" - "$1" <<'EOF' || die "Prometheus did not become ready; see: docker logs $NAME"
@@ -142,17 +158,23 @@ cmd_up() {
   build_image
 
   mkdir -p "$DIR"
+  chmod 750 "$DIR"
+  local changed=0 pki file
   tmp=$(mktemp "$DIR/.prometheus.yml.XXXXXX")
   "$PY" "$HERE/prometheus/generate.py" config --name "$CLUSTER" --scrape-interval "$INTERVAL" \
     >"$tmp" || { rm -f "$tmp"; exit 1; }
-  chmod 644 "$tmp"
-  local changed=1
-  if cmp -s "$tmp" "$DIR/prometheus.yml"; then changed=0; rm -f "$tmp"; else mv "$tmp" "$DIR/prometheus.yml"; fi
-  chmod 755 "$DIR"
+  install_file "$tmp" "$DIR/prometheus.yml" && changed=1
+  rm -f "$tmp"
+  pki=$("$PY" "$HERE/prometheus/generate.py" pki --name "$CLUSTER") || exit 1
+  for file in ca.crt prometheus.crt prometheus.key; do
+    [ -f "$pki/$file" ] \
+      || die "no $pki/$file: the cluster has no Prometheus certificate (kyb-cluster up issues it)"
+    install_file "$pki/$file" "$DIR/$file" && changed=1
+  done
 
   args=(--name "$NAME" --hostname "$NAME" --network "$network" --ip "$ip"
         --restart unless-stopped --label "$OWNER_LABEL=$CLUSTER"
-        -v "$DIR:/etc/prometheus/kyb:ro")
+        --group-add "$(id -g)" -v "$DIR:/etc/prometheus/kyb:ro")
   [ "$PORT" != 0 ] && args+=(-p "127.0.0.1:$PORT:9090")
   spec=$( { docker image inspect -f '{{.Id}}' "$IMAGE"; printf '%s\n' "${args[@]}"; } | hash_stdin)
   state=absent
@@ -163,7 +185,7 @@ cmd_up() {
     if [ "$state" != true ]; then
       docker start "$NAME" >/dev/null; say "$NAME started"
     elif [ "$changed" = 1 ]; then
-      docker kill -s HUP "$NAME" >/dev/null; say "$NAME: configuration changed, reloaded"
+      docker kill -s HUP "$NAME" >/dev/null; say "$NAME: configuration or certificate changed, reloaded"
     else
       say "$NAME running, configuration unchanged"
     fi

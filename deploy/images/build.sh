@@ -5,7 +5,7 @@
 #   kyb/busybox:latest  workload image for demos and tests (busybox.sh)
 #   kyb/pause:latest    pod sandbox image (pause.sh)
 #   kyb/python:latest   the project in a venv: API server, scheduler, controller manager
-#   kyb/etcd:latest     Debian's etcd-server
+#   kyb/etcd:latest     Debian's etcd-server behind a firewall (etcd-entrypoint.sh)
 #   kyb/node:latest     worker node: dockerd, iptables, kubelet, kube-proxy
 #
 # Idempotent and quick when nothing changed: each image carries a label with
@@ -113,8 +113,11 @@ inputs=$( { echo "$base_id"; cat "$HERE/Dockerfile.python"; hash_tree "$STAGE/py
 build kyb/python:latest "$HERE/Dockerfile.python" "$STAGE/python" "$inputs" \
   --build-arg "BASE_IMAGE=$BASE_IMAGE"
 
-inputs=$( { echo "$base_id $MIRROR"; cat "$HERE/Dockerfile.etcd"; } | hash_stdin)
-build kyb/etcd:latest "$HERE/Dockerfile.etcd" "$HERE" "$inputs" \
+mkdir -p "$STAGE/etcd"
+cp "$HERE/etcd-entrypoint.sh" "$STAGE/etcd/"
+inputs=$( { echo "$base_id $MIRROR"; cat "$HERE/Dockerfile.etcd" "$HERE/etcd-entrypoint.sh"; } \
+          | hash_stdin)
+build kyb/etcd:latest "$HERE/Dockerfile.etcd" "$STAGE/etcd" "$inputs" \
   --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "MIRROR=$MIRROR"
 
 mkdir -p "$STAGE/node"

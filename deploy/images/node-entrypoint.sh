@@ -16,12 +16,20 @@
 # writes it into the Node object before this node starts, so dockerd can
 # start at once with the right bridge (see services/cluster/topology.py).
 #
-# Environment: KYB_NODE_NAME, KYB_POD_CIDR (required); KYB_SERVER (API
-# servers); KYB_CLUSTER_CIDR (10.244.0.0/16); KYB_NODE_IP (default: the
-# address of the default route's interface); KYB_PRELOAD (/preload);
-# KYB_KUBELET_ARGS, KYB_PROXY_ARGS (extra flags); KYB_DOCKERD (own: start
-# dockerd here; host: use the dockerd whose socket is mounted, as a VM
-# worker of deploy/vagrant does).
+# Credentials: kyb-cluster mounts the node's bundle read-only at
+# /etc/kybernetes (services/cluster/credentials.py) and names its files in
+# the daemons' flags: the kubelet and the route agent connect as the node
+# (system:node:NAME, kubelet.conf), kube-proxy as system:kube-proxy
+# (kube-proxy.conf); the kubelet serves its gRPC API and both serve their
+# metrics over TLS with the node's serving certificates.
+#
+# Environment: KYB_NODE_NAME, KYB_POD_CIDR (required); KYB_CLUSTER_CIDR
+# (10.244.0.0/16); KYB_NODE_IP (default: the address of the default route's
+# interface); KYB_PRELOAD (/preload); KYB_KUBELET_ARGS, KYB_PROXY_ARGS,
+# KYB_ROUTES_ARGS (further flags: --kubeconfig and the TLS files);
+# KYB_SERVER (API servers, when no --kubeconfig names them); KYB_DOCKERD
+# (own: start dockerd here; host: use the dockerd whose socket is mounted,
+# as a VM worker of deploy/vagrant does).
 set -uo pipefail
 
 NODE=${KYB_NODE_NAME:?KYB_NODE_NAME is not set}
@@ -103,7 +111,8 @@ for tarball in "$PRELOAD"/*.tar; do
 done
 
 # shellcheck disable=SC2086 # the extra flags are split on purpose
-supervise routes python3 -m services.cluster.routes --node-name "$NODE" --cluster-cidr "$CLUSTER_CIDR"
+supervise routes python3 -m services.cluster.routes --node-name "$NODE" --cluster-cidr "$CLUSTER_CIDR" \
+  ${KYB_ROUTES_ARGS:-}
 # shellcheck disable=SC2086
 supervise kubelet kyb-kubelet --node-name "$NODE" --node-ip "$NODE_IP" ${KYB_KUBELET_ARGS:-}
 # shellcheck disable=SC2086

@@ -15,18 +15,30 @@ only where they live:
   container's inner dockerd is (deploy/images/node-entrypoint.sh, started
   with ``KYB_DOCKERD=host``).
 
+The same PKI too (services/cluster/credentials.py): ``pki`` makes it on the
+host (deploy/vagrant/up.sh), where the CA's key stays, and writes each VM's
+share — one credentials bundle per container it runs, and on the control
+plane the admin's, which registers the Node objects — into
+``.pki/vms/<VM name>/``. The Vagrantfile uploads only that directory to its
+VM (the repository is synced without ``.pki``), and the provisioning
+installs it under /var/lib/kyb/bundles, from where each container mounts
+its own bundle read-only at /etc/kybernetes, as in the container cluster.
+
 Commands (run by deploy/vagrant/provision/*.sh inside the kyb/python or
 kyb/node image, which hold this project; and by deploy/vagrant/up.sh on the
 host):
 
+  plan.py pki --out DIR [--workers N] [--cp-ip IP] [--worker-ips IP,IP...]
+      the CA and certificates in DIR/pki, each VM's bundles in DIR/vms/VM, the
+      host's admin config DIR/admin.conf (addresses: settings.yaml's unless given)
   plan.py containers control-plane --ip IP
   plan.py containers worker --index I --ip IP --api IP:PORT
       one line per container: NAME TAB SPEC TAB IMAGE TAB docker-run-arguments (quoted)
   plan.py daemon-json --index I [--current -]
       /etc/docker/daemon.json of worker I (keeping the other settings of the current one)
-  plan.py register-nodes --api IP:PORT --workers N
+  plan.py register-nodes --api IP:PORT --workers N [--kubeconfig admin.conf]
       the Node objects with their pod CIDRs, before the workers start (as kyb-cluster up)
-  plan.py wait-ready --api IP:PORT --workers N [--timeout S]
+  plan.py wait-ready --api IP:PORT --workers N [--timeout S] [--kubeconfig admin.conf]
 
 The cluster's layout (name, CIDRs) comes from settings.yaml beside this file.
 """
@@ -42,6 +54,7 @@ import json
 import pathlib
 import re
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -53,16 +66,19 @@ if (ROOT / "services").is_dir() and str(ROOT) not in sys.path:
 
 import yaml  # noqa: E402
 
+from services.cluster import credentials  # noqa: E402
 from services.cluster.config import CLUSTER_LABEL, ROLE_LABEL, SPEC_LABEL, Options, validate  # noqa: E402,E501
 from services.cluster.topology import (  # noqa: E402
-    API_PORT, KUBELET_PORT, PRELOAD_MOUNT, Container, node_name, plan, pod_cidr,
+    API_PORT, KUBELET_PORT, PRELOAD_MOUNT, Container, Node, Topology, node_name, plan, pod_cidr,
 )
 
 SETTINGS = pathlib.Path(__file__).with_name("settings.yaml")
 # Where things live on a VM.
 KUBELET_ROOT = "/var/lib/kyb-kubelet"
-PRELOAD_DIR = "/var/lib/kyb/preload"
+STATE_DIR = "/var/lib/kyb"             # bundles/NAME (credentials), audit/NAME (API server)
+PRELOAD_DIR = f"{STATE_DIR}/preload"
 DOCKER_SOCKET = "/var/run/docker.sock"
+ADMIN_BUNDLE = "admin"                 # the control plane's admin bundle (register-nodes)
 # A VM can grant what a node container gets here (topology.NODE_PRIVILEGES
 # drops only CAP_SYS_RESOURCE, which this machine's Docker cannot grant);
 # the node container needs the network, mounts and the host's devices.
@@ -86,6 +102,12 @@ class Settings:
     node_cidr_mask: int = 24
     workers: int = 2
     log_level: str = "info"
+    control_plane_ip: str = "192.168.56.10"
+    first_worker_ip: str = "192.168.56.11"
+
+    def worker_ip(self, index: int) -> str:
+        """Worker ``index``'s address (from 1), as the Vagrantfile computes it."""
+        return str(ipaddress.ip_address(self.first_worker_ip) + index - 1)
 
     def options(self, workers: int | None = None) -> Options:
         """The container cluster's options for this VM cluster. Its --subnet
@@ -109,7 +131,10 @@ def load_settings(data: Mapping[str, Any]) -> Settings:
             service_cidr=str(cluster.get("service_cidr", Settings.service_cidr)),
             node_cidr_mask=int(cluster.get("node_cidr_mask", Settings.node_cidr_mask)),
             workers=int(workers.get("count", Settings.workers)),
-            log_level=str(cluster.get("log_level", Settings.log_level)))
+            log_level=str(cluster.get("log_level", Settings.log_level)),
+            control_plane_ip=str((data.get("control_plane") or {}).get(
+                "ip", Settings.control_plane_ip)),
+            first_worker_ip=str(workers.get("first_ip", Settings.first_worker_ip)))
     except (TypeError, ValueError) as err:
         raise ValueError(f"settings.yaml: {err}") from None
     net = ipaddress.ip_network(s.network)
@@ -127,11 +152,58 @@ def _replace_ips(text: str, ips: Mapping[str, str]) -> str:
     return text
 
 
+def vm_topology(settings: Settings, cp_ip: str, worker_ips: Sequence[str]) -> Topology:
+    """The local cluster's plan with every container at its VM's address
+    (the control plane's at ``cp_ip``, worker i's at ``worker_ips[i-1]``):
+    what the certificates' addresses and the client configs' servers follow."""
+    topo = plan(settings.options(len(worker_ips)), state_dir=STATE_DIR)
+
+    def at(c: Container, ip: str) -> Container:
+        return dataclasses.replace(c, ip=ip)
+    return dataclasses.replace(
+        topo, etcd=tuple(at(c, cp_ip) for c in topo.etcd),
+        apiservers=tuple(at(c, cp_ip) for c in topo.apiservers),
+        scheduler=at(topo.scheduler, cp_ip),
+        controller_manager=at(topo.controller_manager, cp_ip),
+        nodes=tuple(Node(n.index, at(n.container, ip), n.pod_cidr)
+                    for n, ip in zip(topo.nodes, worker_ips)))
+
+
+def write_pki(settings: Settings, out: pathlib.Path, cp_ip: str,
+              worker_ips: Sequence[str]) -> dict[str, list[str]]:
+    """The cluster's PKI in ``out/pki`` (kept across runs: the CA is never
+    replaced), each VM's bundles in ``out/vms/<VM>/<container>`` and the
+    host's admin config ``out/admin.conf``; VM name -> its bundles."""
+    topo = vm_topology(settings, cp_ip, worker_ips)
+    pki_dir = out / "pki"
+    credentials.write_pki(pki_dir, topo)
+    cp_vm = f"{settings.name}-control-plane"
+    shares: dict[str, list[str]] = {cp_vm: []}
+    admin = credentials.Bundle(ADMIN_BUNDLE, (("ca.crt", credentials.CA),
+                                              ("admin.crt", "admin.crt"),
+                                              ("admin.key", "admin.key")),
+                               (credentials.Kubeconfig("admin.conf", "admin"),))
+    for b in [*credentials.bundles(topo), admin]:
+        vm = b.container if b.container in {n.name for n in topo.nodes} else cp_vm
+        files = credentials.bundle_files(pki_dir, b, topo.api_addresses)
+        credentials.write_bundle(out / "vms" / vm / b.container, files)
+        shares.setdefault(vm, []).append(b.container)
+    for vm_dir in (out / "vms").iterdir():  # VMs no longer in the plan
+        if vm_dir.name not in shares:
+            shutil.rmtree(vm_dir)
+    from services.machinery import config
+    config.write_config(topo.api_addresses, out / "admin.conf",
+                        certificate_authority=(pki_dir / "ca.crt").resolve(),
+                        client_certificate=(pki_dir / "admin.crt").resolve(),
+                        client_key=(pki_dir / "admin.key").resolve())
+    return shares
+
+
 def control_plane(settings: Settings, ip: str) -> list[Container]:
     """The local cluster's control-plane containers, on one VM at ``ip``
     with host networking. One etcd member and one API server: more would
     need ports of their own on the same VM."""
-    topo = plan(settings.options(), preload_dir="")
+    topo = plan(settings.options(), state_dir=STATE_DIR)
     moved = {c.ip: ip for c in topo.control_plane}
     return [dataclasses.replace(
                 c, ip=ip,
@@ -144,7 +216,7 @@ def worker(settings: Settings, index: int, ip: str, api: Sequence[str]) -> Conta
     """Worker ``index``'s node container: the local cluster's node container
     (image, environment, kubelet and kube-proxy flags) with host networking
     and the VM's own dockerd as its runtime."""
-    topo = plan(settings.options(max(index, 1)), preload_dir=PRELOAD_DIR)
+    topo = plan(settings.options(max(index, 1)), state_dir=STATE_DIR)
     node = topo.nodes[index - 1].container
     env = dict(node.env)
     env.update(KYB_NODE_IP=ip, KYB_SERVER=",".join(api), KYB_DOCKERD="host")
@@ -153,7 +225,8 @@ def worker(settings: Settings, index: int, ip: str, api: Sequence[str]) -> Conta
         mounts=((DOCKER_SOCKET, "/run/docker.sock"),
                 (KUBELET_ROOT, KUBELET_ROOT),  # pod volumes: the same path for the VM's dockerd
                 ("/lib/modules", "/lib/modules:ro"),
-                (PRELOAD_DIR, f"{PRELOAD_MOUNT}:ro")),
+                (PRELOAD_DIR, f"{PRELOAD_MOUNT}:ro"),
+                (topo.bundle_dir(node.name), f"{credentials.MOUNT}:ro")),
         flags=WORKER_FLAGS)
 
 
@@ -201,25 +274,36 @@ def container_lines(cluster: str, containers: Sequence[Container]) -> list[str]:
 # -- the shells: the API (only where this project's dependencies are installed) --------------
 
 
-async def register_nodes(settings: Settings, api: Sequence[str], workers: int) -> dict[str, str]:
+def client_config(api: Sequence[str], kubeconfig: str = "") -> Any:
+    """The admin's ClientConfig for ``api`` (plaintext without a kubeconfig)."""
+    from services.machinery import config
+    if kubeconfig:
+        return config.load(kubeconfig=kubeconfig).with_servers(list(api))
+    return config.ClientConfig(list(api))
+
+
+async def register_nodes(settings: Settings, api: Sequence[str], workers: int,
+                         kubeconfig: str = "") -> dict[str, str]:
     from services.cluster import cluster_api
     opts = settings.options(workers)
-    await cluster_api.wait_for_api(api, 120)
+    cfg = client_config(api, kubeconfig)
+    await cluster_api.wait_for_api(cfg, 120)
     return await cluster_api.ensure_nodes(
-        api, {node_name(opts, i): pod_cidr(opts, i) for i in range(1, workers + 1)})
+        cfg, {node_name(opts, i): pod_cidr(opts, i) for i in range(1, workers + 1)})
 
 
 async def wait_ready(settings: Settings, api: Sequence[str], workers: int,
-                     timeout: float) -> None:
+                     timeout: float, kubeconfig: str = "") -> None:
     from services.cluster import cluster_api
     from services.machinery import ApiError
     opts = settings.options(workers)
+    cfg = client_config(api, kubeconfig)
     names = [node_name(opts, i) for i in range(1, workers + 1)]
     deadline = time.monotonic() + timeout
-    await cluster_api.wait_for_api(api, timeout)
+    await cluster_api.wait_for_api(cfg, timeout)
     while True:
         try:
-            ready = await cluster_api.node_ready(api)
+            ready = await cluster_api.node_ready(cfg)
         except ApiError:
             ready = {}
         pending = [n for n in names if not ready.get(n)]
@@ -257,6 +341,15 @@ def main(argv: list[str] | None = None) -> int:
         r.add_argument("--api", required=True)
         r.add_argument("--workers", type=int, default=None)
         r.add_argument("--timeout", type=float, default=600.0)
+        r.add_argument("--kubeconfig", default="",
+                       help="the admin's client config (default: plaintext)")
+    k = sub.add_parser("pki", help="the cluster's certificates, and each VM's share of them")
+    k.add_argument("--out", required=True, help="directory of the PKI (kept across runs)")
+    k.add_argument("--workers", type=int, default=None)
+    k.add_argument("--cp-ip", default="", help="the control plane's address "
+                                               "(default: settings.yaml's)")
+    k.add_argument("--worker-ips", default="",
+                   help="the workers' addresses, comma-separated (default: settings.yaml's)")
     args = p.parse_args(argv)
     try:
         settings = load_settings(yaml.safe_load(pathlib.Path(args.settings).read_text()) or {})
@@ -279,14 +372,23 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("the current daemon.json is not a JSON object")
             print(json.dumps(daemon_json(settings, args.index, current), indent=2,
                              sort_keys=True))
+        elif args.command == "pki":
+            workers = settings.workers if args.workers is None else args.workers
+            ips = [i for i in args.worker_ips.split(",") if i] or \
+                [settings.worker_ip(i) for i in range(1, workers + 1)]
+            shares = write_pki(settings, pathlib.Path(args.out),
+                               args.cp_ip or settings.control_plane_ip, ips)
+            for vm, names in shares.items():
+                print(f"{vm}: {', '.join(names)}")
         elif args.command == "register-nodes":
             workers = settings.workers if args.workers is None else args.workers
             for name, cidr in asyncio.run(register_nodes(settings, args.api.split(","),
-                                                         workers)).items():
+                                                         workers, args.kubeconfig)).items():
                 print(f"node {name}: pod CIDR {cidr}")
         else:
             workers = settings.workers if args.workers is None else args.workers
-            asyncio.run(wait_ready(settings, args.api.split(","), workers, args.timeout))
+            asyncio.run(wait_ready(settings, args.api.split(","), workers, args.timeout,
+                                   args.kubeconfig))
     except (OSError, ValueError, TimeoutError, yaml.YAMLError, *_api_errors()) as err:
         print(f"plan.py: {err}", file=sys.stderr)
         return 1

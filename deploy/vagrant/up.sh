@@ -3,10 +3,14 @@
 #
 #   1. the images, built by deploy/images/build.sh (`make images`), saved to
 #      deploy/vagrant/.images/images.tar unless unchanged since last time;
-#   2. `vagrant up --provision`: the VMs of settings.yaml (NODES=N workers),
+#   2. the cluster's PKI in deploy/vagrant/.pki (plan.py pki: the CA, kept
+#      across runs, and a certificate per component), and each VM's share of
+#      it in .pki/vms/VM, which the Vagrantfile uploads to that VM only;
+#   3. `vagrant up --provision`: the VMs of settings.yaml (NODES=N workers),
 #      provisioned by provision/*.sh (idempotent, so a second run converges);
-#   3. wait until every worker's Node is Ready, and point the client config
-#      (~/.kyb/config, or $KYB_CONFIG) at the control-plane VM's API server.
+#   4. wait until every worker's Node is Ready, and point the client config
+#      (~/.kyb/config, or $KYB_CONFIG) at the control-plane VM's API server
+#      as the cluster's admin (the certificate in .pki/pki).
 #
 # Environment: NODES (workers; default settings.yaml's), PY (default
 # .venv/bin/python), VAGRANT_DEFAULT_PROVIDER (virtualbox, libvirt, ...),
@@ -45,16 +49,24 @@ else
   say "saved images up to date"
 fi
 
-# 2. The VMs.
+# 2. The credentials.
+say "certificates in $HERE/.pki"
+"$PY" "$HERE/plan.py" pki --out "$HERE/.pki" --workers "$WORKERS" | sed 's/^/  /'
+
+# 3. The VMs.
 say "vagrant up: control plane $CP_IP and $WORKERS worker(s)"
 (cd "$HERE" && NODES=$WORKERS vagrant up --provision)
 
-# 3. Ready nodes, and the client config.
+# 4. Ready nodes, and the client config.
 say "waiting for $WORKERS node(s) to be Ready"
-"$PY" "$HERE/plan.py" wait-ready --api "$CP_IP:6443" --workers "$WORKERS" --timeout "${WAIT:-600}"
+"$PY" "$HERE/plan.py" wait-ready --api "$CP_IP:6443" --workers "$WORKERS" --timeout "${WAIT:-600}" \
+  --kubeconfig "$HERE/.pki/admin.conf"
 config=$(PYTHONPATH=$ROOT "$PY" -c 'import sys; from services.machinery import config
-print(config.write_config([sys.argv[1]]))' "$CP_IP:6443")
-say "ready; client config $config"
+pki = sys.argv[2]
+print(config.write_config([sys.argv[1]], certificate_authority=f"{pki}/ca.crt",
+                          client_certificate=f"{pki}/admin.crt", client_key=f"{pki}/admin.key"))' \
+  "$CP_IP:6443" "$HERE/.pki/pki")
+say "ready; client config $config (user kubernetes-admin, group system:masters)"
 cat <<EOT
 
 Kybernetes on Vagrant VMs: API $CP_IP:6443 (client config $config)

@@ -5,14 +5,21 @@
   kyb-cluster load IMAGE...              docker save here, docker load in every node
   kyb-cluster stop-node NAME | start-node NAME
   kyb-cluster partition NAME | heal NAME cut a node off the control plane, and back
+  kyb-cluster user NAME [--group G]...  a client certificate and config for a new user
 
 On a private Docker network: etcd, the API server(s), the scheduler and the
 controller manager each in their own container (restart policy on), and
 worker-node containers that run their own dockerd, kubelet and kube-proxy.
 The host gets routes to every pod CIDR and to the service CIDR, and a
-client config that points ``kyb`` at the API servers. Everything made
-carries the label org.kybernetes.cluster=NAME, which is how ``down`` finds
-it all. ``up`` converges: run again, it changes only what differs.
+client config that points ``kyb`` at the API servers as the cluster's admin.
+Everything made carries the label org.kybernetes.cluster=NAME, which is how
+``down`` finds it all. ``up`` converges: run again, it changes only what
+differs.
+
+Secure by default: ``up`` makes a cluster CA and a certificate per
+component (kept in STATE/pki, see :mod:`credentials`), every connection is
+mutual TLS, and each container gets only its own credentials. STATE is
+~/.kyb/clusters/NAME (beside $KYB_CONFIG when set).
 """
 
 from __future__ import annotations
@@ -24,11 +31,12 @@ import ipaddress
 import os
 import pathlib
 import shutil
+import ssl
 import sys
 import time
 from collections.abc import Sequence
 
-from services.cluster import cluster_api, docker_ops, network
+from services.cluster import cluster_api, credentials, docker_ops, network
 from services.cluster.config import (
     CLUSTER_LABEL, OPTIONS_LABEL, ROLE_LABEL, SPEC_LABEL, Options, validate,
 )
@@ -37,7 +45,7 @@ from services.cluster.network import NetworkError
 from services.cluster.topology import (
     KUBELET_METRICS_PORT, NODE_STOP_TIMEOUT, Container, Topology, plan, run_args, spec_hash,
 )
-from services.machinery import ApiError
+from services.machinery import ApiError, pki, tlsconfig
 from services.machinery import config as client_config
 
 PROG = "kyb-cluster"
@@ -70,6 +78,48 @@ def state_dir(name: str) -> pathlib.Path:
     """Per-cluster files (the options, the preload tarballs), beside the
     client config: ~/.kyb/clusters/NAME (follows $KYB_CONFIG)."""
     return client_config.config_path().parent / "clusters" / name
+
+
+def topology(opts: Options, **kwargs) -> Topology:
+    """The plan of cluster ``opts`` with its files in its state directory."""
+    return plan(opts, state_dir=str(state_dir(opts.name)), **kwargs)
+
+
+ADMIN_CONF = "admin.conf"
+TOKEN_CONFS = {credentials.ADMIN_TOKEN_USER.name: "admin-token.conf",
+               credentials.VIEWER_TOKEN_USER.name: "viewer-token.conf"}
+
+
+def admin_config(topo: Topology) -> client_config.ClientConfig:
+    """How kyb-cluster itself reaches the cluster: as its admin, with the
+    config ``up`` wrote in the state directory (plaintext to the API
+    servers' addresses when there is none: a cluster made before TLS)."""
+    path = pathlib.Path(topo.state_dir) / ADMIN_CONF
+    if path.is_file():
+        return client_config.load(kubeconfig=path).with_servers(topo.api_addresses)
+    return client_config.ClientConfig(topo.api_addresses)
+
+
+def write_admin_configs(topo: Topology, tokens: dict[str, str]) -> client_config.ClientConfig:
+    """STATE/admin.conf (the admin certificate, CN=kubernetes-admin in
+    system:masters) and one config per token user on the token port; the
+    admin's ClientConfig."""
+    directory = pathlib.Path(topo.state_dir)
+    pki_dir = pathlib.Path(topo.pki_dir)
+    ca = pki_dir / f"{pki.CA_NAME}.crt"
+    path = client_config.write_config(
+        topo.api_addresses, directory / ADMIN_CONF, certificate_authority=ca,
+        client_certificate=pki_dir / "admin.crt", client_key=pki_dir / "admin.key")
+    for user, conf in TOKEN_CONFS.items():
+        client_config.write_config(topo.token_addresses, directory / conf,
+                                   certificate_authority=ca, token=tokens[user])
+    return client_config.load(kubeconfig=path)
+
+
+def health_tls(topo: Topology) -> ssl.SSLContext | None:
+    """HTTPS trusting the cluster CA, for the kubelets' /healthz."""
+    ca = pathlib.Path(topo.pki_dir) / f"{pki.CA_NAME}.crt"
+    return tlsconfig.http_client_context(ca) if ca.is_file() else None
 
 
 def stored_options(name: str) -> Options | None:
@@ -110,10 +160,11 @@ def merge_options(args: argparse.Namespace, stored: Options | None) -> Options:
 
 
 def ensure_container(topo: Topology, c: Container, image_ids: dict[str, str],
-                     state: docker_ops.ContainerState | None) -> str:
-    """Create, recreate (spec changed), start (stopped) or leave ``c``;
-    what was done, in a word."""
-    spec = spec_hash(topo, c, image_ids[c.image])
+                     state: docker_ops.ContainerState | None, bundle: str = "") -> str:
+    """Create, recreate (spec or credentials changed), start (stopped) or
+    leave ``c``; what was done, in a word. ``bundle``: the digest of its
+    credentials bundle."""
+    spec = spec_hash(topo, c, image_ids[c.image], bundle)
     if state is not None and state.labels.get(SPEC_LABEL) == spec:
         if state.running:
             return "running"
@@ -122,7 +173,7 @@ def ensure_container(topo: Topology, c: Container, image_ids: dict[str, str],
     verb = "created"
     if state is not None:
         docker_ops.remove(c.name)
-        verb = "recreated (its image or flags changed)"
+        verb = "recreated (its image, flags or credentials changed)"
     for source, _ in c.mounts:
         if not source.startswith("/") and not docker_ops.volume_exists(source):
             docker_ops.create_volume(source, topo.labels("volume"))
@@ -177,6 +228,22 @@ def check_images(opts: Options) -> dict[str, str]:
     return {k: v for k, v in ids.items() if v}
 
 
+def ensure_credentials(topo: Topology, say: Progress) -> tuple[dict[str, str],
+                                                                 client_config.ClientConfig]:
+    """The PKI, every container's bundle, the admin's and token users'
+    configs; (container name -> bundle digest, the admin's ClientConfig)."""
+    issued, tokens = credentials.write_pki(topo.pki_dir, topo)
+    if issued:
+        reasons = sorted(set(issued.values()))
+        say(f"certificates: {len(issued)} issued ({', '.join(reasons)}) in {topo.pki_dir}")
+    else:
+        say(f"certificates: up to date in {topo.pki_dir}")
+    digests = credentials.write_bundles(topo.pki_dir, topo)
+    for c in topo.apiservers:
+        pathlib.Path(topo.audit_log(c.name)).parent.mkdir(parents=True, exist_ok=True)
+    return digests, write_admin_configs(topo, tokens)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     say = Progress(args.quiet)
     docker_ops.check_engine()
@@ -186,24 +253,33 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"cluster {opts.name}: {opts.etcd} etcd, {opts.apiservers} API server(s), "
         f"{opts.nodes} node(s)")
     directory = state_dir(opts.name)
-    topo = plan(opts, preload_dir=str(directory / "preload"))
+    topo = topology(opts)
     ensure_network(topo, say)
     directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)  # the PKI, tokens and audit logs are inside
     (directory / "options.json").write_text(opts.to_json() + "\n")
     preload_changed = ensure_preload(topo, image_ids, say)
+    digests, admin = ensure_credentials(topo, say)
 
     states = docker_ops.inspect(c.name for c in topo.containers)
     for c in topo.control_plane:
-        say(f"{c.role} {c.name} {c.ip}: {ensure_container(topo, c, image_ids, states.get(c.name))}")
+        verb = ensure_container(topo, c, image_ids, states.get(c.name), digests[c.name])
+        say(f"{c.role} {c.name} {c.ip}: {verb}")
         if c.role == "apiserver" and c is topo.apiservers[-1]:
-            asyncio.run(cluster_api.wait_for_api(topo.api_addresses, max(args.wait, 60.0)))
-            say(f"API answering at {','.join(topo.api_addresses)}")
+            asyncio.run(cluster_api.wait_for_api(admin, max(args.wait, 60.0)))
+            say(f"API answering at {','.join(topo.api_addresses)} (mutual TLS)")
 
     cidrs = asyncio.run(cluster_api.ensure_nodes(
-        topo.api_addresses, {n.name: n.pod_cidr for n in topo.nodes}))
-    topo = plan(opts, preload_dir=topo.preload_dir, pod_cidrs=cidrs)
+        admin, {n.name: n.pod_cidr for n in topo.nodes}))
+    if asyncio.run(cluster_api.ensure_group_binding(
+            admin, credentials.VIEWER_BINDING, "view",
+            credentials.VIEWER_TOKEN_USER.groups[0])):
+        say(f"ClusterRoleBinding {credentials.VIEWER_BINDING}: created (view for "
+            f"{credentials.VIEWER_TOKEN_USER.groups[0]})")
+    topo = topology(opts, pod_cidrs=cidrs)
     for n in topo.nodes:
-        verb = ensure_container(topo, n.container, image_ids, states.get(n.name))
+        verb = ensure_container(topo, n.container, image_ids, states.get(n.name),
+                                digests[n.name])
         if verb == "running" and preload_changed:
             # A running node loaded the old tarball at start: give it the new images.
             docker_ops.load_into(n.name, list(opts.preload))
@@ -212,15 +288,18 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     removed = remove_extra(topo, say)
     if removed:
-        asyncio.run(cluster_api.delete_nodes(topo.api_addresses, removed))
+        asyncio.run(cluster_api.delete_nodes(admin, removed))
     cmds = network.sync_host_routes(topo.subnet, topo.host_routes)
     say(f"host routes: {len(cmds)} changed" if cmds else "host routes: in place")
     if args.wait > 0:
         asyncio.run(cluster_api.wait_nodes_ready(
-            topo.api_addresses, {n.name: n.ip for n in topo.nodes}, args.wait,
-            KUBELET_METRICS_PORT, on_ready=lambda n: say(f"node {n} Ready")))
-    path = client_config.write_config(topo.api_addresses)
-    say(f"ready; client config {path}")
+            admin, {n.name: n.ip for n in topo.nodes}, args.wait, KUBELET_METRICS_PORT,
+            health_tls(topo), on_ready=lambda n: say(f"node {n} Ready")))
+    pki_dir = pathlib.Path(topo.pki_dir)
+    path = client_config.write_config(
+        topo.api_addresses, certificate_authority=pki_dir / f"{pki.CA_NAME}.crt",
+        client_certificate=pki_dir / "admin.crt", client_key=pki_dir / "admin.key")
+    say(f"ready; client config {path} (user kubernetes-admin, group system:masters)")
     if not args.quiet:
         print(usage_text(topo, path))
     return 0
@@ -237,6 +316,7 @@ def remove_extra(topo: Topology, say: Progress) -> list[str]:
         state = docker_ops.inspect([name]).get(name)
         role = state.labels.get(ROLE_LABEL, "") if state else ""
         docker_ops.remove(name)
+        shutil.rmtree(topo.bundle_dir(name), ignore_errors=True)
         if role == "node":
             removed_nodes.append(name)
             with contextlib.suppress(DockerError):
@@ -247,16 +327,25 @@ def remove_extra(topo: Topology, say: Progress) -> list[str]:
 
 
 def usage_text(topo: Topology, config_path: pathlib.Path) -> str:
+    state = pathlib.Path(topo.state_dir)
+    name = '' if topo.options.name == 'kyb' else f' --name {topo.options.name}'
+    audit = topo.audit_log(topo.apiservers[0].name)
+    viewer = state / TOKEN_CONFS[credentials.VIEWER_TOKEN_USER.name]
+    first = topo.nodes[0].name if topo.nodes else 'NODE'
     return f"""
 Kybernetes cluster {topo.options.name!r}: API {','.join(topo.api_addresses)} \
 (client config {config_path})
 Nodes: {', '.join(f'{n.name} ({n.ip}, pods {n.pod_cidr})' for n in topo.nodes)}
+Security: mutual TLS everywhere; the CA and every certificate in {topo.pki_dir}
+  a bearer token (read-only): KYB_CONFIG={viewer} kyb get pods
+  audit log: {audit}
+  a new user: {PROG} user NAME --group GROUP{name}
 Try:
   .venv/bin/kyb get nodes
   .venv/bin/kyb apply -f deploy/examples/web.yaml
   {PROG} load IMAGE...        make a host image available on every node
-  {PROG} partition {topo.nodes[0].name if topo.nodes else 'NODE'}   (and heal) to watch a node go NotReady
-Remove it with: {PROG} down{'' if topo.options.name == 'kyb' else ' --name ' + topo.options.name}
+  {PROG} partition {first}   (and heal) to watch a node go NotReady
+Remove it with: {PROG} down{name}
 """
 
 
@@ -323,7 +412,7 @@ def _api_addresses(name: str) -> list[str]:
     opts = stored_options(name)
     if opts is None:
         return []
-    return plan(opts, preload_dir="").api_addresses
+    return topology(opts).api_addresses
 
 
 # -- status, load, nodes ----------------------------------------------------------------------
@@ -340,13 +429,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     memory = docker_ops.memory_usage([n for n, s in states.items() if s.running])
     ips = {}
     if opts is not None:
-        topo = plan(opts, preload_dir="")
+        topo = topology(opts)
         ips = {c.name: c.ip for c in topo.containers}
     ready: dict[str, bool] = {}
     api_line = "no API server address known"
     if opts is not None:
         try:
-            ready = asyncio.run(cluster_api.node_ready(topo.api_addresses))
+            ready = asyncio.run(cluster_api.node_ready(admin_config(topo)))
             api_line = f"API {','.join(topo.api_addresses)}: answering"
         except ApiError as err:
             api_line = f"API {','.join(topo.api_addresses)}: {err}"
@@ -412,9 +501,10 @@ def cmd_start_node(args: argparse.Namespace) -> int:
     say(f"node {node}: started")
     opts = stored_options(args.name)
     if args.wait > 0 and opts is not None:
-        topo = plan(opts, preload_dir="")
+        topo = topology(opts)
         asyncio.run(cluster_api.wait_nodes_ready(
-            topo.api_addresses, {node: topo.node(node).ip}, args.wait, KUBELET_METRICS_PORT))
+            admin_config(topo), {node: topo.node(node).ip}, args.wait, KUBELET_METRICS_PORT,
+            health_tls(topo)))
         say(f"node {node}: Ready")
     return 0
 
@@ -439,6 +529,42 @@ def cmd_heal(args: argparse.Namespace) -> int:
     node = _resolve_node(args.name, args.node)
     docker_ops.exec_(node, "sh", "-c", network.heal_script())
     say(f"node {node}: reconnected to the API servers")
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """A client certificate for a new user, signed by the cluster CA, in a
+    self-contained client config (kubeadm's ``kubeconfig user``)."""
+    say = Progress(args.quiet)
+    opts = stored_options(args.name)
+    if opts is None:
+        raise UsageError(f"no cluster {args.name}")
+    if not args.user.strip() or args.user != args.user.strip():
+        raise UsageError(f"user name {args.user!r}: not empty, no surrounding spaces")
+    topo = topology(opts)
+    ca_pem, pair = credentials.issue_user(topo.pki_dir, args.user, args.group)
+    path = pathlib.Path(args.output) if args.output else \
+        state_dir(args.name) / "users" / f"{args.user.replace(':', '_').replace('/', '_')}.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = credentials.user_config_text(topo.api_addresses, ca_pem, pair)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    groups = f" (groups {', '.join(args.group)})" if args.group else ""
+    say(f"user {args.user}{groups}: certificate valid until "
+        f"{pair.cert.not_valid_after_utc:%Y-%m-%d}; client config {path}")
+    if not args.quiet:
+        print(f"""
+  KYB_CONFIG={path} kyb auth whoami
+The user may do nothing until a role is bound to it, e.g. (as the admin):
+  kyb apply -f - <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {args.user.replace(':', '-').lower()}-view}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}}
+subjects: [{{kind: User, name: "{args.user}", apiGroup: rbac.authorization.k8s.io}}]
+EOF""")
     return 0
 
 
@@ -480,6 +606,14 @@ def parser() -> argparse.ArgumentParser:
                     help="seconds to wait for the API and for every node to be Ready "
                          "(0: do not wait for nodes)")
     command("down", cmd_down, "remove every container, network, route and volume of the cluster")
+    user = command("user", cmd_user, "issue a client certificate for a user and write a client "
+                                     "config for it (certificates inline)")
+    user.add_argument("user", metavar="USER", help="the user name (the certificate's CN)")
+    user.add_argument("--group", action="append", default=[],
+                      help="a group of the user (the certificate's O); repeat for more")
+    user.add_argument("--output", "-o", default="",
+                      help="where to write the client config (default: "
+                           "STATE/users/USER.conf)")
     command("status", cmd_status, "show the cluster's containers and nodes")
     load = command("load", cmd_load, "load host images into every node's container runtime")
     load.add_argument("images", nargs="+", metavar="IMAGE")

@@ -14,6 +14,16 @@ counts it as taken and never hands it out), and the node container gets it
 in ``KYB_POD_CIDR``, so its dockerd starts at once with the right bridge
 instead of waiting for registration and restarting. A Node object that
 already has a pod CIDR keeps it (``pod_cidrs`` overrides).
+
+Everything talks mutual TLS (the files are each container's credentials
+bundle, see :mod:`credentials`): etcd serves only TLS, on the cluster
+network, asks every client and peer for a certificate, and its entrypoint
+firewalls the client port to the API servers' addresses; the API servers
+ask every client for a certificate on :data:`API_PORT` and take bearer
+tokens on :data:`API_TOKEN_PORT`; every other daemon reaches them with a
+client config of its own identity (``--kubeconfig``), and serves its
+metrics over HTTPS with a serving certificate. Nothing is published on the
+host's ports.
 """
 
 from __future__ import annotations
@@ -23,14 +33,17 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 
+from services.cluster import credentials as creds
 from services.cluster.config import (
     APISERVER_HOST, CLUSTER_LABEL, CONTROLLER_MANAGER_HOST, ETCD_HOST, FIRST_NODE_HOST,
     OPTIONS_LABEL, ROLE_LABEL, SCHEDULER_HOST, SPEC_LABEL, Options,
 )
 
 API_PORT = 6443
+API_TOKEN_PORT = 6444          # TLS without client certificates: bearer tokens
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
+ETCD_METRICS_PORT = 2381       # /metrics and /health only (mutual TLS too)
 APISERVER_METRICS_PORT = 8081
 SCHEDULER_METRICS_PORT = 10259
 CONTROLLER_MANAGER_METRICS_PORT = 10257
@@ -39,6 +52,16 @@ KUBELET_METRICS_PORT = 10248
 PROXY_METRICS_PORT = 10249
 PRELOAD_MOUNT = "/preload"
 NODE_STOP_TIMEOUT = 15
+# Under the cluster's state directory: each container's credentials (see
+# credentials.py) and the API servers' audit logs.
+BUNDLES = "bundles"
+AUDIT = "audit"
+AUDIT_MOUNT = "/var/log/kyb-apiserver"
+AUDIT_LOG = "audit.log"
+CA_FILE = creds.in_bundle(creds.CA)
+# etcd's entrypoint sets a firewall in its own network namespace (only the
+# API servers reach the client port): that takes CAP_NET_ADMIN, nothing more.
+ETCD_PRIVILEGES = ("--cap-add", "NET_ADMIN")
 
 # What a node container needs to run its own dockerd here: --privileged
 # fails on these machines (CAP_SYS_RESOURCE is outside the bounding set), so
@@ -104,6 +127,7 @@ class Topology:
     controller_manager: Container
     nodes: tuple[Node, ...]
     preload_dir: str
+    state_dir: str = ""
 
     @property
     def control_plane(self) -> tuple[Container, ...]:
@@ -120,8 +144,27 @@ class Topology:
         return [f"{c.ip}:{API_PORT}" for c in self.apiservers]
 
     @property
+    def token_addresses(self) -> list[str]:
+        """The API servers' bearer-token port (TLS, no client certificate)."""
+        return [f"{c.ip}:{API_TOKEN_PORT}" for c in self.apiservers]
+
+    @property
     def etcd_endpoints(self) -> list[str]:
         return [f"{c.ip}:{ETCD_CLIENT_PORT}" for c in self.etcd]
+
+    @property
+    def pki_dir(self) -> str:
+        """The cluster's private PKI directory (the CA's key; no container
+        mounts it)."""
+        return f"{self.state_dir}/pki"
+
+    def bundle_dir(self, container: str) -> str:
+        """The host directory mounted read-only at credentials.MOUNT in ``container``."""
+        return f"{self.state_dir}/{BUNDLES}/{container}"
+
+    def audit_log(self, apiserver: str) -> str:
+        """Where the host finds an API server's audit log."""
+        return f"{self.state_dir}/{AUDIT}/{apiserver}/{AUDIT_LOG}"
 
     @property
     def host_routes(self) -> tuple[Route, ...]:
@@ -171,87 +214,148 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-def plan(opts: Options, *, preload_dir: str,
+def plan(opts: Options, *, preload_dir: str = "", state_dir: str = "",
          pod_cidrs: Mapping[str, str] | None = None) -> Topology:
     """The cluster ``opts`` describes. ``pod_cidrs``: node name → the pod CIDR
-    its Node object already has (kept); ``preload_dir``: the host directory
-    holding the ``docker save`` tarballs every node loads at start."""
+    its Node object already has (kept); ``state_dir``: the host directory of
+    the cluster's files (each container's credentials bundle, the API
+    servers' audit logs); ``preload_dir``: the host directory holding the
+    ``docker save`` tarballs every node loads at start (default
+    ``STATE_DIR/preload``)."""
     pod_cidrs = pod_cidrs or {}
+    state_dir = state_dir.rstrip("/")
+    preload_dir = preload_dir or f"{state_dir}/preload"
     name, subnet = opts.name, opts.subnet
+
+    def bundle(container: str) -> tuple[str, str]:
+        return (f"{state_dir}/{BUNDLES}/{container}", f"{creds.MOUNT}:ro")
+
     etcd_ips = [host(subnet, ETCD_HOST + i) for i in range(opts.etcd)]
-    initial = ",".join(f"etcd-{i}=http://{ip}:{ETCD_PEER_PORT}" for i, ip in enumerate(etcd_ips))
+    api_ips = [host(subnet, APISERVER_HOST + i) for i in range(opts.apiservers)]
+    initial = ",".join(f"etcd-{i}=https://{ip}:{ETCD_PEER_PORT}" for i, ip in enumerate(etcd_ips))
+    etcd_cert, etcd_key = _cert_flags(creds.ETCD_SERVER)
     etcd = tuple(
         Container(
             name=f"{name}-etcd-{i}", role="etcd", image=opts.etcd_image, ip=ip,
             args=("--name", f"etcd-{i}", "--data-dir", "/var/lib/etcd",
-                  "--listen-client-urls", f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
-                  "--advertise-client-urls", f"http://{ip}:{ETCD_CLIENT_PORT}",
-                  "--listen-peer-urls", f"http://0.0.0.0:{ETCD_PEER_PORT}",
-                  "--initial-advertise-peer-urls", f"http://{ip}:{ETCD_PEER_PORT}",
+                  # Only on the cluster network (and loopback), never 0.0.0.0.
+                  "--listen-client-urls",
+                  f"https://{ip}:{ETCD_CLIENT_PORT},https://127.0.0.1:{ETCD_CLIENT_PORT}",
+                  "--advertise-client-urls", f"https://{ip}:{ETCD_CLIENT_PORT}",
+                  "--listen-peer-urls", f"https://{ip}:{ETCD_PEER_PORT}",
+                  "--initial-advertise-peer-urls", f"https://{ip}:{ETCD_PEER_PORT}",
+                  "--listen-metrics-urls", f"https://{ip}:{ETCD_METRICS_PORT}",
                   "--initial-cluster", initial, "--initial-cluster-state", "new",
-                  "--initial-cluster-token", f"{name}-etcd"),
-            mounts=((f"{name}-etcd-{i}-data", "/var/lib/etcd"),))
+                  "--initial-cluster-token", f"{name}-etcd",
+                  # Progress notifications every second, as the API server's
+                  # watch caches expect (its --bookmark-interval): an idle
+                  # cache then still knows it is current, which the writes
+                  # that wait for a fresh cache (a node registering) need.
+                  "--experimental-watch-progress-notify-interval", "1s",
+                  "--cert-file", etcd_cert, "--key-file", etcd_key,
+                  "--client-cert-auth", "--trusted-ca-file", CA_FILE,
+                  "--peer-cert-file", etcd_cert, "--peer-key-file", etcd_key,
+                  "--peer-client-cert-auth", "--peer-trusted-ca-file", CA_FILE),
+            # The entrypoint's firewall: the client port answers the API
+            # servers only, the peer port the other members only.
+            env=(("KYB_ETCD_CLIENTS", ",".join(api_ips)),
+                 ("KYB_ETCD_PEERS", ",".join(etcd_ips))),
+            mounts=((f"{name}-etcd-{i}-data", "/var/lib/etcd"), bundle(f"{name}-etcd-{i}")),
+            flags=ETCD_PRIVILEGES)
         for i, ip in enumerate(etcd_ips))
     etcd_servers = ",".join(f"{ip}:{ETCD_CLIENT_PORT}" for ip in etcd_ips)
+    api_cert, api_key = _cert_flags(creds.APISERVER)
+    etcd_client_cert, etcd_client_key = _cert_flags(creds.APISERVER_ETCD_CLIENT)
+    kubelet_client_cert, kubelet_client_key = _cert_flags(creds.APISERVER_KUBELET_CLIENT)
     apiservers = tuple(
         Container(
-            name=f"{name}-apiserver-{i}", role="apiserver", image=opts.python_image,
-            ip=host(subnet, APISERVER_HOST + i),
+            name=f"{name}-apiserver-{i}", role="apiserver", image=opts.python_image, ip=ip,
             args=("kyb-apiserver", "--bind-address", "0.0.0.0", "--port", str(API_PORT),
+                  "--token-port", str(API_TOKEN_PORT),
                   "--metrics-port", str(APISERVER_METRICS_PORT),
-                  "--etcd-servers", etcd_servers,
+                  "--tls-cert-file", api_cert, "--tls-private-key-file", api_key,
+                  "--client-ca-file", CA_FILE,
+                  "--token-auth-file", creds.in_bundle(creds.TOKENS),
+                  "--authorization-mode", "Node,RBAC",
+                  "--audit-log-path", f"{AUDIT_MOUNT}/{AUDIT_LOG}",
+                  "--etcd-servers", etcd_servers, "--etcd-cafile", CA_FILE,
+                  "--etcd-certfile", etcd_client_cert, "--etcd-keyfile", etcd_client_key,
+                  "--kubelet-client-certificate", kubelet_client_cert,
+                  "--kubelet-client-key", kubelet_client_key,
+                  "--kubelet-certificate-authority", CA_FILE,
                   "--service-cluster-ip-range", opts.service_cidr,
                   "--default-not-ready-toleration-seconds", str(opts.pod_eviction_timeout),
                   "--default-unreachable-toleration-seconds", str(opts.pod_eviction_timeout),
-                  "--log-level", opts.log_level))
-        for i in range(opts.apiservers))
-    servers = ",".join(f"{c.ip}:{API_PORT}" for c in apiservers)
+                  "--log-level", opts.log_level),
+            mounts=(bundle(f"{name}-apiserver-{i}"),
+                    (f"{state_dir}/{AUDIT}/{name}-apiserver-{i}", AUDIT_MOUNT)))
+        for i, ip in enumerate(api_ips))
+    serving = _serving_flags(creds.SERVING)
+    kubeconfig = ("--kubeconfig", creds.in_bundle(creds.COMPONENT_CONF))
     scheduler = Container(
         name=f"{name}-scheduler", role="scheduler", image=opts.python_image,
         ip=host(subnet, SCHEDULER_HOST),
-        args=("kyb-scheduler", "--server", servers,
-              "--metrics-port", str(SCHEDULER_METRICS_PORT), "--log-level", opts.log_level))
+        args=("kyb-scheduler", *kubeconfig, "--metrics-port", str(SCHEDULER_METRICS_PORT),
+              *serving, "--log-level", opts.log_level),
+        mounts=(bundle(f"{name}-scheduler"),))
     controller_manager = Container(
         name=f"{name}-controller-manager", role="controller-manager", image=opts.python_image,
         ip=host(subnet, CONTROLLER_MANAGER_HOST),
-        args=("kyb-controller-manager", "--server", servers,
-              "--metrics-port", str(CONTROLLER_MANAGER_METRICS_PORT),
+        args=("kyb-controller-manager", *kubeconfig,
+              "--metrics-port", str(CONTROLLER_MANAGER_METRICS_PORT), *serving,
               "--cluster-cidr", opts.cluster_cidr,
               "--node-cidr-mask-size", str(opts.node_cidr_mask),
               "--node-monitor-grace-period", _seconds(opts.node_monitor_grace_period),
               "--node-monitor-period", _seconds(opts.node_monitor_period),
               "--node-startup-grace-period", _seconds(opts.node_startup_grace_period),
-              "--log-level", opts.log_level))
+              "--log-level", opts.log_level),
+        mounts=(bundle(f"{name}-controller-manager"),))
+    kubelet_args = ("--kubeconfig", creds.in_bundle(creds.KUBELET_CONF),
+                    *_serving_flags(creds.KUBELET),
+                    "--node-lease-renew-interval", f"{opts.node_lease_renew_interval:g}",
+                    "--metrics-port", str(KUBELET_METRICS_PORT), "--log-level", opts.log_level)
+    proxy_args = ("--kubeconfig", creds.in_bundle(creds.PROXY_CONF),
+                  *_serving_flags(creds.PROXY_SERVING),
+                  "--metrics-port", str(PROXY_METRICS_PORT), "--log-level", opts.log_level)
+    # The route agent only reads Node objects: the node's own identity does.
+    routes_args = ("--kubeconfig", creds.in_bundle(creds.KUBELET_CONF))
     nodes = []
     for index in range(1, opts.nodes + 1):
         nname = node_name(opts, index)
         ip = host(subnet, FIRST_NODE_HOST + index - 1)
         cidr = pod_cidrs.get(nname) or pod_cidr(opts, index)
-        kubelet_args = ("--node-lease-renew-interval", f"{opts.node_lease_renew_interval:g}",
-                        "--metrics-port", str(KUBELET_METRICS_PORT),
-                        "--log-level", opts.log_level)
-        proxy_args = ("--metrics-port", str(PROXY_METRICS_PORT), "--log-level", opts.log_level)
         container = Container(
             name=nname, role="node", image=opts.node_image, ip=ip,
             env=(("KYB_NODE_NAME", nname), ("KYB_NODE_IP", ip), ("KYB_POD_CIDR", cidr),
-                 ("KYB_CLUSTER_CIDR", opts.cluster_cidr), ("KYB_SERVER", servers),
-                 ("KYB_PRELOAD", PRELOAD_MOUNT),
+                 ("KYB_CLUSTER_CIDR", opts.cluster_cidr), ("KYB_PRELOAD", PRELOAD_MOUNT),
                  ("KYB_KUBELET_ARGS", " ".join(kubelet_args)),
-                 ("KYB_PROXY_ARGS", " ".join(proxy_args))),
+                 ("KYB_PROXY_ARGS", " ".join(proxy_args)),
+                 ("KYB_ROUTES_ARGS", " ".join(routes_args))),
             mounts=((f"{nname}-docker", "/var/lib/docker"),
                     ("/sys/fs/cgroup", "/sys/fs/cgroup:rw"),
                     ("/lib/modules", "/lib/modules:ro"),
-                    (preload_dir, f"{PRELOAD_MOUNT}:ro")),
+                    (preload_dir, f"{PRELOAD_MOUNT}:ro"),
+                    bundle(nname)),
             flags=(*NODE_PRIVILEGES, "--stop-timeout", str(NODE_STOP_TIMEOUT)))
         nodes.append(Node(index=index, container=container, pod_cidr=cidr))
-    volumes = tuple(src for c in (*etcd, *(n.container for n in nodes))
-                    for src, _ in c.mounts if not src.startswith("/"))
+    volumes = (*(f"{c.name}-data" for c in etcd), *(f"{n.name}-docker" for n in nodes))
     net = ipaddress.ip_network(subnet)
     return Topology(options=opts, network=f"{name}-net", subnet=subnet,
                     gateway=str(net.network_address + 1), volumes=volumes, etcd=etcd,
                     apiservers=apiservers, scheduler=scheduler,
                     controller_manager=controller_manager, nodes=tuple(nodes),
-                    preload_dir=preload_dir)
+                    preload_dir=preload_dir, state_dir=state_dir)
+
+
+def _cert_flags(stem: str) -> tuple[str, str]:
+    return creds.in_bundle(f"{stem}.crt"), creds.in_bundle(f"{stem}.key")
+
+
+def _serving_flags(stem: str) -> tuple[str, ...]:
+    """--tls-cert-file/--tls-private-key-file/--client-ca-file (Kubernetes'
+    names) for a daemon's serving certificate ``stem`` in its bundle."""
+    cert, key = _cert_flags(stem)
+    return ("--tls-cert-file", cert, "--tls-private-key-file", key, "--client-ca-file", CA_FILE)
 
 
 def run_args(topo: Topology, c: Container, spec: str = "") -> list[str]:
@@ -274,8 +378,9 @@ def run_args(topo: Topology, c: Container, spec: str = "") -> list[str]:
     return args
 
 
-def spec_hash(topo: Topology, c: Container, image_id: str) -> str:
-    """What decides a container: its run arguments and its image's ID. A
-    container whose label differs is out of date and gets recreated."""
-    digest = hashlib.sha256("\0".join([image_id, *run_args(topo, c)]).encode())
+def spec_hash(topo: Topology, c: Container, image_id: str, bundle: str = "") -> str:
+    """What decides a container: its run arguments, its image's ID and the
+    digest of its credentials bundle. A container whose label differs is
+    out of date and gets recreated."""
+    digest = hashlib.sha256("\0".join([image_id, bundle, *run_args(topo, c)]).encode())
     return digest.hexdigest()[:16]

@@ -254,7 +254,7 @@ def load_key(path: str | os.PathLike[str]) -> PrivateKey:
     return key
 
 
-def _write(path: pathlib.Path, data: bytes, mode: int) -> None:
+def write_file(path: pathlib.Path, data: bytes, mode: int) -> None:
     """Write atomically (a reader never sees half a key) with ``mode``."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -272,8 +272,8 @@ def save(pair: CertKey, directory: str | os.PathLike[str], name: str) -> tuple[p
     d = pathlib.Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     crt, key = d / f"{name}.crt", d / f"{name}.key"
-    _write(key, pair.key_pem, 0o600)
-    _write(crt, pair.cert_pem, 0o644)
+    write_file(key, pair.key_pem, 0o600)
+    write_file(crt, pair.cert_pem, 0o644)
     return crt, key
 
 
@@ -478,7 +478,7 @@ def write_token_file(path: str | os.PathLike[str], users: Iterable[TokenUser]) -
             row.append(",".join(user.groups))
         writer.writerow(row)
     p.parent.mkdir(parents=True, exist_ok=True)
-    _write(p, out.getvalue().encode(), 0o600)
+    write_file(p, out.getvalue().encode(), 0o600)
     return tokens
 
 

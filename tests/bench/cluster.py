@@ -37,7 +37,7 @@ import time
 
 from services.api.gen.kybernetes.apps.v1 import types_pb2 as apps
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
-from services.machinery import Client
+from services.machinery import Client, config
 from tests.bench.common import fmt_ms, fmt_ratio, format_table, percentile, ratio
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -46,7 +46,6 @@ NAME = "kybbench"
 SUBNET = "172.30.92.0/24"
 CLUSTER_CIDR = "10.252.0.0/16"
 SERVICE_CIDR = "10.122.0.0/16"
-API = "172.30.92.20:6443"
 IMAGE = "kyb/busybox:latest"
 COMMAND = ["sleep", "3600"]
 BASELINE_LABEL = "org.kybernetes.bench=docker-run"
@@ -290,7 +289,7 @@ async def run(quick: bool) -> None:
                 title="Cluster bring-up (cluster kybbench)"), flush=True)
 
             docker_runs, docker_alone = await measure_docker_run(2, replicas // 2)
-            async with Client([API]) as client:
+            async with Client(config=config.load(kubeconfig=cluster.env["KYB_CONFIG"])) as client:
                 from_create, from_added, total, per_node = await run_deployment(
                     client, "startup", replicas, 300)
                 await delete_deployment(client, "startup", 180)
@@ -314,7 +313,7 @@ async def run(quick: bool) -> None:
 
             grow = await asyncio.to_thread(cluster.up, 3)
             idle = await asyncio.to_thread(memory, 3)
-            async with Client([API]) as client:
+            async with Client(config=config.load(kubeconfig=cluster.env["KYB_CONFIG"])) as client:
                 _, _, total_many, per_node_many = await run_deployment(
                     client, "density", many, 1800)
             loaded = await asyncio.to_thread(memory, 3)

@@ -3,7 +3,10 @@
 Everything goes through the commands a user types — ``kyb-cluster``,
 ``kyb`` and ``docker`` — run as subprocesses with the suite's own client
 config (``KYB_CONFIG``), so the suite never meets a cluster a developer is
-running, and what it checks is what a user would see. Addresses and
+running, and what it checks is what a user would see. The cluster is
+secure as ``make cluster`` makes it: ``kyb`` connects with the admin
+certificate that config names, and metrics are fetched over HTTPS with
+Prometheus' certificate from the cluster's PKI (:meth:`Cluster.metrics`). Addresses and
 container names come from :func:`services.cluster.topology.plan`, the same
 plan ``kyb-cluster`` follows.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +29,7 @@ from typing import Any, TypeVar
 
 from services.cluster.config import Options
 from services.cluster.topology import Topology, plan
+from services.machinery import tlsconfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = ROOT / "deploy" / "images" / "build.sh"
@@ -124,6 +129,29 @@ class Cluster:
 
     def other_node(self, node: str) -> str:
         return next(n for n in self.nodes if n != node)
+
+    @property
+    def state(self) -> pathlib.Path:
+        """The cluster's state directory (beside its client config)."""
+        return pathlib.Path(self.env["KYB_CONFIG"]).parent / "clusters" / self.name
+
+    @property
+    def pki(self) -> pathlib.Path:
+        """The cluster's CA and certificates (Prometheus' among them)."""
+        return self.state / "pki"
+
+    def metrics_tls(self) -> ssl.SSLContext:
+        """HTTPS trusting the cluster CA, presenting Prometheus' certificate."""
+        return tlsconfig.http_client_context(self.pki / "ca.crt", self.pki / "prometheus.crt",
+                                             self.pki / "prometheus.key")
+
+    def metrics(self, address: str, timeout: float = 10.0) -> str:
+        """``https://ADDRESS/metrics`` as Prometheus scrapes it; OSError when
+        it does not answer."""
+        https = urllib.request.HTTPSHandler(context=self.metrics_tls())
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), https)
+        with opener.open(f"https://{address}/metrics", timeout=timeout) as response:
+            return response.read().decode()
 
     # -- commands ------------------------------------------------------------------------
 

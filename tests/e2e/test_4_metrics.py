@@ -1,8 +1,9 @@
 """Every component's Prometheus metrics: scraped directly (each endpoint
-answers with the metric names it promises), and by a real Prometheus
-server (Debian's prometheus binary, run on the host with the configuration
-deploy/prometheus/generate.py writes for this cluster) that reports every
-target up."""
+answers with the metric names it promises, over HTTPS, to Prometheus'
+certificate and to no anonymous client), and by a real Prometheus server
+(Debian's prometheus binary, run on the host with the configuration
+deploy/prometheus/generate.py writes for this cluster, reading the
+cluster's own certificates) that reports every target up."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import pytest
 import yaml
 
+from services.machinery import tlsconfig
 from tests.e2e.cluster import ROOT, Cluster, http_get, wait_until
 from tests.support.processes import free_port
 
@@ -47,7 +51,7 @@ def targets(c: Cluster) -> dict[str, list[tuple[str, str]]]:
     from services.cluster import topology as t
     topo = c.topology
     return {
-        "etcd": [(f"{e.ip}:{t.ETCD_CLIENT_PORT}", e.name) for e in topo.etcd],
+        "etcd": [(f"{e.ip}:{t.ETCD_METRICS_PORT}", e.name) for e in topo.etcd],
         "apiserver": [(f"{a.ip}:{t.APISERVER_METRICS_PORT}", a.name) for a in topo.apiservers],
         "scheduler": [(f"{topo.scheduler.ip}:{t.SCHEDULER_METRICS_PORT}", topo.scheduler.name)],
         "controller-manager": [(f"{topo.controller_manager.ip}:"
@@ -67,9 +71,32 @@ def test_every_component_serves_its_metrics(e2e_cluster, healthy_web):
     c = e2e_cluster
     for job, entries in targets(c).items():
         for address, instance in entries:
-            names = metric_names(http_get(f"http://{address}/metrics", timeout=10))
+            names = metric_names(c.metrics(address))
             missing = [m for m in EXPECTED[job] if m not in names]
             assert not missing, f"{job} {instance} ({address}/metrics) lacks {missing}"
+
+
+def _anonymous_status(c: Cluster, address: str) -> str:
+    """What a client with no certificate gets from https://ADDRESS/metrics."""
+    context = tlsconfig.http_client_context(c.pki / "ca.crt")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(f"https://{address}/metrics", timeout=10) as response:
+            return str(response.status)
+    except urllib.error.HTTPError as err:
+        return str(err.code)
+    except OSError as err:  # etcd refuses the handshake itself
+        return f"refused ({type(err).__name__})"
+
+
+def test_no_component_shows_its_metrics_to_an_anonymous_client(e2e_cluster):
+    c = e2e_cluster
+    for job, entries in targets(c).items():
+        for address, instance in entries:
+            status = _anonymous_status(c, address)
+            assert status == "401" or status.startswith("refused"), \
+                f"{job} {instance}: {address}/metrics answered {status} without a certificate"
 
 
 @pytest.fixture
@@ -84,8 +111,9 @@ def prometheus(e2e_cluster, tmp_path):
     if not GENERATE.exists():
         pytest.skip("deploy/prometheus/generate.py is missing")
     out = subprocess.run([sys.executable, str(GENERATE), "config", "--name", e2e_cluster.name,
-                          "--scrape-interval", "1s"], env=e2e_cluster.env, capture_output=True,
-                         text=True, timeout=60, check=False)
+                          "--scrape-interval", "1s", "--credentials", str(e2e_cluster.pki)],
+                         env=e2e_cluster.env, capture_output=True, text=True, timeout=60,
+                         check=False)
     assert out.returncode == 0, out.stderr
     config = yaml.safe_load(out.stdout)
     port = free_port()

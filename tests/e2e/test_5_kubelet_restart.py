@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.e2e.cluster import Cluster, container_ids, http_get, wait_until
+from tests.e2e.cluster import Cluster, container_ids, wait_until
 from tests.e2e.workload import SELECTOR, Web
 
 # func_only: the session cluster's bring-up (in the first test's setup) has its own bounds.
@@ -29,7 +29,7 @@ def pod_syncs(c: Cluster, node: str) -> float:
     """How many pod syncs the node's kubelet has done since it started."""
     from services.cluster.topology import KUBELET_METRICS_PORT
     try:
-        text = http_get(f"http://{c.node_ip(node)}:{KUBELET_METRICS_PORT}/metrics")
+        text = c.metrics(f"{c.node_ip(node)}:{KUBELET_METRICS_PORT}", timeout=3)
     except OSError:
         return 0.0
     return sum(float(v) for v in POD_SYNCS.findall(text))

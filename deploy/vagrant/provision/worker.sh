@@ -6,7 +6,8 @@
 # iptables and routes; with KYB_DOCKERD=host it starts no dockerd of its own
 # but drives this VM's Docker (socket mounted), which is set up here the way
 # the entrypoint sets up its own: the bridge on the node's pod CIDR, no
-# masquerade of its own.
+# masquerade of its own. The node's credentials (its own identity,
+# system:node:NAME, and kube-proxy's) are the bundle the Vagrantfile uploaded.
 #
 # Usage: worker.sh INDEX IP API_HOST:PORT. Idempotent.
 set -euo pipefail
@@ -44,6 +45,7 @@ if [ "$(cat /etc/docker/daemon.json 2>/dev/null)" != "$want" ]; then
 fi
 
 mkdir -p /var/lib/kyb-kubelet /var/lib/kyb/preload  # preload: images are loaded by base.sh
+install_pki
 lines=$(plan kyb/node:latest containers worker --index "$INDEX" --ip "$IP" --api "$API") \
   || die "plan.py failed"
 ensure_containers <<<"$lines"

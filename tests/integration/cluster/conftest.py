@@ -5,7 +5,12 @@ and one small cluster (``kyb-cluster up``) shared by the tests of a module.
 The cluster has its own name, Docker subnet, pod and service CIDRs, and its
 own client config file, so it never meets a cluster a developer is running,
 and the tool's own ``down`` removes it whatever happens (a cluster left by
-an interrupted earlier run is removed first).
+an interrupted earlier run is removed first). A test module may set
+``NODES`` (default 2) for a smaller cluster.
+
+The cluster is secure as ``make cluster`` makes it: ``kyb`` reaches it
+through the written client config (the admin's certificate), and
+:attr:`Cluster.pki` is where its CA and certificates are.
 """
 
 from __future__ import annotations
@@ -66,6 +71,15 @@ class Cluster:
     def node(self, index: int) -> str:
         return f"{self.name}-node-{index}"
 
+    @property
+    def state(self) -> pathlib.Path:
+        """The cluster's state directory (beside the client config)."""
+        return pathlib.Path(self.env["KYB_CONFIG"]).parent / "clusters" / self.name
+
+    @property
+    def pki(self) -> pathlib.Path:
+        return self.state / "pki"
+
 
 @pytest.fixture(scope="session")
 def images():
@@ -79,15 +93,17 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def cluster(images, tmp_path_factory):
-    """A 2-node cluster, up and Ready; removed (by ``down``) afterwards."""
+def cluster(request, images, tmp_path_factory):
+    """A 2-node cluster (the module's ``NODES``), up and Ready; removed (by
+    ``down``) afterwards."""
     config = tmp_path_factory.mktemp("kybcluster") / "config"
     env = {**os.environ, "KYB_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
     env.pop("KYB_SERVER", None)
     c = Cluster(NAME, env)
     c.run("down")
     try:
-        c.up_output = c.run("up", "--nodes", "2", "--subnet", SUBNET,
+        nodes = getattr(request.module, "NODES", 2)
+        c.up_output = c.run("up", "--nodes", str(nodes), "--subnet", SUBNET,
                             "--cluster-cidr", CLUSTER_CIDR, "--service-cidr", SERVICE_CIDR,
                             "--wait", "180")
         yield c

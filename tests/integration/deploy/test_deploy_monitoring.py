@@ -1,6 +1,7 @@
 """`make monitoring` for real: Debian's Prometheus in a container on a
 one-node cluster's network, checked through Prometheus' own HTTP API —
-every component's target up, and the pod startup latency query of
+every component's target up (each scraped over HTTPS with Prometheus' own
+certificate from the cluster CA), and the pod startup latency query of
 deploy/README.md answering with a number once a pod has started."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
 from services.machinery import Client
+from services.machinery.config import load as load_config
 from services.machinery.errors import NotFound
 from tests.integration.deploy.conftest import API, NAME, PROMETHEUS
 from tests.support.processes import wait_until
@@ -61,13 +63,23 @@ def test_monitoring_up_prints_url_and_target_count(monitored):
 
 
 def test_monitoring_every_component_target_is_up(monitored):
+    seen: dict = {}
+
     def health() -> dict[tuple[str, str], str] | None:
         targets = api("targets")["activeTargets"]
         found = {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in targets}
+        seen.update({(t["labels"]["job"], t["labels"]["instance"]): t.get("lastError", "")
+                     for t in targets})
         return found if found and all(h == "up" for h in found.values()) else None
 
-    found = poll(health, 60, "every target up")
+    try:
+        found = poll(health, 60, "every target up")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last errors: {seen}") from None
     assert {job for job, _ in found} == JOBS
+    scrape_urls = {t["scrapeUrl"] for t in api("targets")["activeTargets"]
+                   if t["labels"]["job"] != "prometheus"}
+    assert scrape_urls and all(u.startswith("https://") for u in scrape_urls)
     assert (("kubelet", f"{NAME}-node-1")) in found
     assert (("kube-proxy", f"{NAME}-node-1")) in found
 
@@ -86,7 +98,7 @@ def test_readme_pod_startup_query_returns_latency_once_a_pod_started(monitored):
     assert POD_STARTUP_QUERY in README.read_text()
 
     async def start_pod() -> None:
-        async with Client([API]) as client:
+        async with Client(config=admin(monitored)) as client:
             pods = client.resource("pods")
             pod = core.Pod()
             pod.metadata.name, pod.metadata.namespace = "startup", "default"
@@ -107,11 +119,17 @@ def test_readme_pod_startup_query_returns_latency_once_a_pod_started(monitored):
         return value if not math.isnan(value) else None
 
     assert poll(latency, 60, "a pod startup latency") > 0
-    asyncio.run(_delete_pod())
+    asyncio.run(_delete_pod(admin(monitored)))
 
 
-async def _delete_pod() -> None:
-    async with Client([API]) as client:
+def admin(monitored):
+    """The cluster's admin, from the client config kyb-cluster wrote."""
+    cluster, _ = monitored
+    return load_config(kubeconfig=cluster.env["KYB_CONFIG"]).with_servers([API])
+
+
+async def _delete_pod(cfg) -> None:
+    async with Client(config=cfg) as client:
         try:
             await client.resource("pods").delete("startup", "default")
         except NotFound:
@@ -125,14 +143,28 @@ def test_monitoring_up_again_changes_nothing(monitored):
     assert "created" not in output and "reloaded" not in output
 
 
+def test_monitoring_credentials_are_private_to_prometheus(monitored):
+    cluster, _ = monitored
+    directory = pathlib.Path(cluster.env["KYB_CONFIG"]).parent / "monitoring" / NAME
+    assert directory.stat().st_mode & 0o777 == 0o750
+    assert (directory / "prometheus.key").stat().st_mode & 0o777 == 0o640
+    assert not (directory / "ca.key").exists()
+
+
 def test_monitoring_config_passes_promtool(monitored, tmp_path):
     cluster, _ = monitored
     config = tmp_path / "prometheus.yml"
     config.write_text(subprocess.run(
-        [cluster.env["PY"], "deploy/prometheus/generate.py", "config", "--name", NAME],
+        [cluster.env["PY"], "deploy/prometheus/generate.py", "config", "--name", NAME,
+         "--credentials", "/check"],
         env=cluster.env, cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True,
         text=True, check=True).stdout)
-    config.chmod(0o644)
+    # promtool checks that the certificate files it names exist.
+    pki_dir = pathlib.Path(cluster.env["KYB_CONFIG"]).parent / "clusters" / NAME / "pki"
+    for name in ("ca.crt", "prometheus.crt", "prometheus.key"):
+        (tmp_path / name).write_bytes((pki_dir / name).read_bytes())
+    for path in tmp_path.iterdir():
+        path.chmod(0o644)
     tmp_path.chmod(0o755)
     proc = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint",
                            "promtool", "-v", f"{tmp_path}:/check:ro", "kyb/prometheus:latest",

@@ -11,6 +11,11 @@ on two workers — then checks that the workers are Ready, that pods run in
 each worker's own Docker, reach each other across workers, and that
 kube-proxy programmed the worker's own iptables.
 
+The credentials are made as deploy/vagrant/up.sh makes them (plan.py pki,
+on the host) and each VM's share is put where the Vagrantfile's file
+provisioner uploads it (/tmp/kyb-pki) before its role's script runs; the
+test's client is the cluster's admin (the admin.conf plan.py writes).
+
 What differs from a VM: the container has no systemd (ensure.sh and
 worker.sh start and restart dockerd themselves, their documented fallback),
 and its dockerd puts pod cgroups under /kybvm-NAME (a daemon.json setting
@@ -29,6 +34,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,6 +42,7 @@ import pytest
 
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
 from services.machinery import ApiError, Client
+from services.machinery.config import load as load_config
 from tests.integration.deploy.conftest import ROOT
 
 pytestmark = [pytest.mark.images, pytest.mark.timeout(900)]
@@ -52,6 +59,7 @@ WORKERS = ["kybvm-n1", "kybvm-n2"]
 IMAGES = ["kyb/etcd:latest", "kyb/python:latest", "kyb/node:latest", "kyb/pause:latest",
           "kyb/busybox:latest"]
 PROVISION = "/kybernetes/deploy/vagrant/provision"
+PLAN = ROOT / "deploy" / "vagrant" / "plan.py"
 # What a VM grants a container that runs dockerd; on this machine, as
 # kyb-cluster's node containers (services/cluster/topology.NODE_PRIVILEGES).
 VM_FLAGS = ["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
@@ -94,6 +102,32 @@ def start_vm(vm: str, images: pathlib.Path) -> None:
            input=json.dumps({"cgroup-parent": f"/{vm}"}))
 
 
+def make_pki(out: pathlib.Path) -> None:
+    """The cluster's PKI and each VM's share, as deploy/vagrant/up.sh makes them."""
+    ips = ",".join(VMS[vm][1] for vm in WORKERS)
+    proc = subprocess.run([sys.executable, str(PLAN), "pki", "--out", str(out), "--workers",
+                           str(len(WORKERS)), "--cp-ip", CP_IP, "--worker-ips", ips],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def upload_pki(vm: str, out: pathlib.Path) -> None:
+    """What the Vagrantfile's file provisioner does: the VM's share of the
+    credentials to /tmp/kyb-pki (a tar stream: /tmp is a tmpfs here)."""
+    share = out / "vms" / VMS[vm][0]
+    tar = subprocess.run(["tar", "-C", str(share), "-c", "."], capture_output=True,
+                         timeout=60, check=True).stdout
+    proc = subprocess.run(["docker", "exec", "-i", vm, "sh", "-c",
+                           "rm -rf /tmp/kyb-pki && mkdir /tmp/kyb-pki && "
+                           "tar -C /tmp/kyb-pki -x"], input=tar, capture_output=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def admin(pki_out: pathlib.Path):
+    return load_config(kubeconfig=pki_out / "admin.conf")
+
+
 def patch_entrypoint(vm: str, entrypoint: pathlib.Path) -> None:
     docker("exec", "-i", vm, "sh", "-c", "mkdir -p /root/ep && cat >/root/ep/node-entrypoint.sh",
            input=entrypoint.read_text())
@@ -114,9 +148,11 @@ def vms(deploy_images, tmp_path_factory):
             "kyb/node's node-entrypoint.sh has no KYB_DOCKERD=host mode, which VM workers " \
             "need (the change proposed with deploy/vagrant; see deploy/README.md)"
     images = tmp_path_factory.mktemp("vm-images")
+    pki_out = tmp_path_factory.mktemp("vm-pki")
     remove_all()
     outputs: dict[str, str] = {}
     try:
+        make_pki(pki_out)
         docker("save", "-o", str(images / "images.tar"), *IMAGES, timeout=600)
         (images / "images.tar").chmod(0o644)
         images.chmod(0o755)
@@ -129,13 +165,17 @@ def vms(deploy_images, tmp_path_factory):
         if sim_entrypoint:
             for vm in WORKERS:
                 patch_entrypoint(vm, pathlib.Path(sim_entrypoint))
+        upload_pki("kybvm-cp", pki_out)
         outputs["kybvm-cp"] += in_vm("kybvm-cp", "control-plane.sh", CP_IP, str(len(WORKERS)))
         for i, vm in enumerate(WORKERS, start=1):
+            upload_pki(vm, pki_out)
             outputs[vm] += in_vm(vm, "worker.sh", str(i), VMS[vm][1], API)
+        outputs["pki"] = str(pki_out)
         yield outputs
     finally:
         remove_all()
         shutil.rmtree(images, ignore_errors=True)
+        shutil.rmtree(pki_out, ignore_errors=True)
 
 
 async def _wait(predicate, timeout: float, message: str):
@@ -159,7 +199,7 @@ def _ready(node) -> bool:
 async def test_provisioned_workers_register_ready_with_their_vm_addresses(vms):
     assert "kyb-apiserver-0: created" in vms["kybvm-cp"]
     assert "node kyb-node-2: pod CIDR 10.244.2.0/24" in vms["kybvm-cp"]
-    async with Client([API]) as client:
+    async with Client(config=admin(pathlib.Path(vms["pki"]))) as client:
         async def ready():
             nodes = (await client.resource("nodes").list()).items
             return {n.metadata.name: [a.address for a in n.status.addresses
@@ -183,7 +223,7 @@ def _httpd_pod(name: str, node: str) -> core.Pod:
 
 
 async def test_pods_run_in_each_vms_docker_and_reach_across_workers(vms):
-    async with Client([API]) as client:
+    async with Client(config=admin(pathlib.Path(vms["pki"]))) as client:
         pods = client.resource("pods")
         for i in (1, 2):
             await pods.create(_httpd_pod(f"web-{i}", f"kyb-node-{i}"))
@@ -204,7 +244,7 @@ async def test_pods_run_in_each_vms_docker_and_reach_across_workers(vms):
 
 
 async def test_kube_proxy_programs_the_workers_own_iptables(vms):
-    async with Client([API]) as client:
+    async with Client(config=admin(pathlib.Path(vms["pki"]))) as client:
         for i in (1, 2):
             with contextlib.suppress(ApiError):
                 await client.resource("pods").create(_httpd_pod(f"web-{i}", f"kyb-node-{i}"))
@@ -223,10 +263,34 @@ async def test_kube_proxy_programs_the_workers_own_iptables(vms):
         assert cluster_ip in docker("exec", vm, "iptables-save", "-t", "nat")
 
 
+def test_each_vm_holds_only_its_own_credentials(vms):
+    assert "credentials installed: admin kyb-apiserver-0 kyb-controller-manager kyb-etcd-0 " \
+           "kyb-scheduler" in vms["kybvm-cp"]
+    listing = docker("exec", "kybvm-n1", "ls", "/var/lib/kyb/bundles")
+    assert listing.split() == ["kyb-node-1"]
+    for vm in VMS:
+        found = docker("exec", vm, "sh", "-c", "find / -xdev -name ca.key 2>/dev/null; "
+                       "ls -d /tmp/kyb-pki 2>/dev/null; stat -c %a /var/lib/kyb/bundles",
+                       check=False)
+        assert found.split() == ["700"], f"{vm}: {found}"
+    # The cluster serves only mutual TLS: plaintext is refused.
+    async def plaintext():
+        async with Client([API], retry_for=1) as client:
+            await client.resource("namespaces").list()
+    with pytest.raises(ApiError):
+        asyncio.run(plaintext())
+
+
 def test_provisioning_again_changes_nothing(vms):
+    pki_out = pathlib.Path(vms["pki"])
+    upload_pki("kybvm-cp", pki_out)  # vagrant provision uploads the same share again
     out = in_vm("kybvm-cp", "control-plane.sh", CP_IP, str(len(WORKERS)))
     assert out.count(": running") == 4 and "created" not in out
+    upload_pki("kybvm-n1", pki_out)
     out = in_vm("kybvm-n1", "base.sh") + in_vm("kybvm-n1", "worker.sh", "1", VMS["kybvm-n1"][1],
                                                API)
     assert "images up to date" in out
     assert "kyb-node-1: running" in out and "restarting" not in out
+    # Without an upload the installed credentials stay.
+    out = in_vm("kybvm-n1", "worker.sh", "1", VMS["kybvm-n1"][1], API)
+    assert "credentials: as installed" in out and "kyb-node-1: running" in out

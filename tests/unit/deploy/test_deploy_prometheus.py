@@ -23,7 +23,7 @@ def test_config_scrapes_every_component_of_the_default_cluster(generate):
     found = jobs(generate.config(plan(Options(), preload_dir="")))
     assert found == {
         "prometheus": [("localhost:9090", "kyb-prometheus")],
-        "etcd": [("172.30.0.10:2379", "kyb-etcd-0")],
+        "etcd": [("172.30.0.10:2381", "kyb-etcd-0")],
         "apiserver": [("172.30.0.20:8081", "kyb-apiserver-0")],
         "scheduler": [("172.30.0.30:10259", "kyb-scheduler")],
         "controller-manager": [("172.30.0.31:10257", "kyb-controller-manager")],
@@ -35,10 +35,35 @@ def test_config_scrapes_every_component_of_the_default_cluster(generate):
 def test_config_follows_the_cluster_options(generate):
     opts = Options(name="big", nodes=3, etcd=3, apiservers=2, subnet="10.9.0.0/24")
     found = jobs(generate.config(plan(opts, preload_dir=""), "5s"))
-    assert [t for t, _ in found["etcd"]] == ["10.9.0.10:2379", "10.9.0.11:2379", "10.9.0.12:2379"]
+    assert [t for t, _ in found["etcd"]] == ["10.9.0.10:2381", "10.9.0.11:2381", "10.9.0.12:2381"]
     assert [i for _, i in found["apiserver"]] == ["big-apiserver-0", "big-apiserver-1"]
     assert [i for _, i in found["kubelet"]] == ["big-node-1", "big-node-2", "big-node-3"]
     assert found["kube-proxy"][2] == ("10.9.0.42:10249", "big-node-3")
+
+
+def test_config_scrapes_every_component_over_https_with_prometheus_certificate(generate):
+    config = generate.config(plan(Options(), preload_dir=""))
+    by_job = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert "scheme" not in by_job["prometheus"]  # itself, on localhost
+    for name in ("etcd", "apiserver", "scheduler", "controller-manager", "kubelet",
+                 "kube-proxy"):
+        assert by_job[name]["scheme"] == "https"
+        assert by_job[name]["tls_config"] == {
+            "ca_file": "/etc/prometheus/kyb/ca.crt",
+            "cert_file": "/etc/prometheus/kyb/prometheus.crt",
+            "key_file": "/etc/prometheus/kyb/prometheus.key"}
+
+
+def test_config_credentials_directory_can_be_moved(generate):
+    config = generate.config(plan(Options(), preload_dir=""), credentials="/home/u/pki/")
+    job = config["scrape_configs"][1]
+    assert job["tls_config"]["cert_file"] == "/home/u/pki/prometheus.crt"
+
+
+def test_main_pki_prints_the_clusters_pki_directory(generate, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("KYB_CONFIG", str(tmp_path / "config"))
+    assert generate.main(["pki", "--default", "--name", "demo"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path}/clusters/demo/pki\n"
 
 
 def test_config_global_section_names_the_cluster(generate):

@@ -12,6 +12,7 @@ import pytest
 from tests.unit.deploy.conftest import ROOT
 
 SCRIPTS = sorted([ROOT / "deploy" / "monitoring.sh",
+                  ROOT / "deploy" / "images" / "etcd-entrypoint.sh",
                   *(ROOT / "deploy" / "vagrant").glob("*.sh"),
                   *(ROOT / "deploy" / "vagrant" / "provision").glob("*.sh")])
 

@@ -27,7 +27,10 @@ def flag(args: tuple[str, ...] | list[str], name: str) -> str:
 
 
 def test_load_settings_reads_the_committed_file(vagrant_plan, settings):
-    assert settings == vagrant_plan.Settings(name="kyb", network="192.168.56.0/21", workers=2)
+    assert settings == vagrant_plan.Settings(name="kyb", network="192.168.56.0/21", workers=2,
+                                             control_plane_ip=CP,
+                                             first_worker_ip="192.168.56.11")
+    assert settings.worker_ip(3) == "192.168.56.13"
 
 
 def test_load_settings_rejects_cidrs_overlapping_the_vm_network(vagrant_plan):
@@ -50,14 +53,21 @@ def test_control_plane_is_the_local_clusters_with_the_vm_address(vagrant_plan, s
     text = " ".join(a for c in containers for a in c.args)
     assert "172.30.0." not in text
     etcd, apiserver, scheduler, cm = containers
-    assert flag(etcd.args, "--advertise-client-urls") == f"http://{CP}:2379"
-    assert flag(etcd.args, "--initial-cluster") == f"etcd-0=http://{CP}:2380"
+    assert flag(etcd.args, "--advertise-client-urls") == f"https://{CP}:2379"
+    assert flag(etcd.args, "--initial-cluster") == f"etcd-0=https://{CP}:2380"
+    assert flag(etcd.args, "--listen-client-urls") == f"https://{CP}:2379,https://127.0.0.1:2379"
+    assert dict(etcd.env) == {"KYB_ETCD_CLIENTS": CP, "KYB_ETCD_PEERS": CP}
     assert flag(apiserver.args, "--etcd-servers") == f"{CP}:2379"
-    assert flag(scheduler.args, "--server") == f"{CP}:6443"
-    assert flag(cm.args, "--server") == f"{CP}:6443"
+    assert flag(scheduler.args, "--kubeconfig") == "/etc/kybernetes/kubeconfig.conf"
+    assert flag(cm.args, "--kubeconfig") == "/etc/kybernetes/kubeconfig.conf"
     # Everything else as kyb-cluster runs it.
     assert flag(cm.args, "--node-monitor-grace-period") == \
         flag(local[3].args, "--node-monitor-grace-period")
+    assert flag(apiserver.args, "--tls-cert-file") == flag(local[1].args, "--tls-cert-file")
+    # Each container mounts its own bundle from the VM's state directory.
+    for c in containers:
+        assert (f"/var/lib/kyb/bundles/{c.name}", "/etc/kybernetes:ro") in c.mounts
+    assert ("/var/lib/kyb/audit/kyb-apiserver-0", "/var/log/kyb-apiserver") in apiserver.mounts
 
 
 def test_replace_ips_replaces_whole_addresses_only(vagrant_plan):
@@ -78,8 +88,10 @@ def test_worker_is_the_node_container_on_the_hosts_network_and_docker(vagrant_pl
     local = dict(plan(Options(nodes=2), preload_dir="").nodes[1].container.env)
     assert env["KYB_KUBELET_ARGS"] == local["KYB_KUBELET_ARGS"]
     assert env["KYB_PROXY_ARGS"] == local["KYB_PROXY_ARGS"]
+    assert env["KYB_ROUTES_ARGS"] == local["KYB_ROUTES_ARGS"]
     assert ("/var/run/docker.sock", "/run/docker.sock") in c.mounts
     assert ("/var/lib/kyb-kubelet", "/var/lib/kyb-kubelet") in c.mounts
+    assert ("/var/lib/kyb/bundles/kyb-node-2", "/etc/kybernetes:ro") in c.mounts
     assert "--privileged" not in c.flags
 
 
@@ -111,8 +123,9 @@ def test_container_lines_round_trip_through_the_shell(vagrant_plan, settings):
     assert (name, image) == ("kyb-node-1", "kyb/node:latest")
     assert args[:2] == ["--label", f"org.kybernetes.spec={spec}"]
     assert args[2:] == vagrant_plan.run_args("kyb", c)
-    assert "KYB_KUBELET_ARGS=--node-lease-renew-interval 4 --metrics-port 10248 " \
-           "--log-level info" in args
+    assert any(a.startswith("KYB_KUBELET_ARGS=--kubeconfig /etc/kybernetes/kubelet.conf ")
+               and a.endswith("--node-lease-renew-interval 4 --metrics-port 10248 "
+                              "--log-level info") for a in args)
 
 
 def test_spec_changes_with_any_argument(vagrant_plan):
@@ -141,3 +154,42 @@ def test_main_bad_settings_is_one_line(vagrant_plan, capsys, tmp_path):
     assert vagrant_plan.main(["--settings", str(bad), "daemon-json", "--index", "1"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("plan.py: --name 'Not_A_Name'") and err.count("\n") == 1
+
+
+def test_pki_gives_each_vm_only_its_own_bundles(vagrant_plan, settings, tmp_path):
+    from services.machinery import config, pki
+    shares = vagrant_plan.write_pki(settings, tmp_path, CP, ["192.168.56.11", "192.168.56.12"])
+    assert shares == {"kyb-control-plane": ["kyb-etcd-0", "kyb-apiserver-0", "kyb-scheduler",
+                                            "kyb-controller-manager", "admin"],
+                      "kyb-node-1": ["kyb-node-1"], "kyb-node-2": ["kyb-node-2"]}
+    vms = tmp_path / "vms"
+    assert sorted(p.name for p in (vms / "kyb-node-1").iterdir()) == ["kyb-node-1"]
+    assert not list(vms.rglob("ca.key"))
+    # Certificates for the VMs' addresses; configs pointing at the control plane.
+    apiserver = pki.load_cert(tmp_path / "pki" / "apiserver.crt")
+    assert CP in pki.sans(apiserver)[1]
+    kubelet = pki.load_cert(vms / "kyb-node-2" / "kyb-node-2" / "kubelet.crt")
+    assert pki.sans(kubelet)[1] == {"192.168.56.12"}
+    node = config.load(kubeconfig=vms / "kyb-node-2" / "kyb-node-2" / "kubelet.conf")
+    assert node.servers == [f"{CP}:6443"]
+    admin = config.load(kubeconfig=vms / "kyb-control-plane" / "admin" / "admin.conf")
+    assert pki.common_name(pki.x509.load_pem_x509_certificate(admin.cert)) == "kubernetes-admin"
+    host = config.load(kubeconfig=tmp_path / "admin.conf")
+    assert host.servers == [f"{CP}:6443"] and host.cert == admin.cert
+
+
+def test_pki_again_keeps_the_ca_and_drops_removed_workers(vagrant_plan, settings, tmp_path):
+    vagrant_plan.write_pki(settings, tmp_path, CP, ["192.168.56.11", "192.168.56.12"])
+    ca = (tmp_path / "pki" / "ca.crt").read_bytes()
+    shares = vagrant_plan.write_pki(settings, tmp_path, CP, ["192.168.56.11"])
+    assert set(shares) == {"kyb-control-plane", "kyb-node-1"}
+    assert not (tmp_path / "vms" / "kyb-node-2").exists()
+    assert (tmp_path / "pki" / "ca.crt").read_bytes() == ca
+
+
+def test_main_pki_uses_the_settings_addresses(vagrant_plan, capsys, tmp_path):
+    assert vagrant_plan.main(["pki", "--out", str(tmp_path), "--workers", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "kyb-node-1: kyb-node-1"
+    from services.machinery import pki
+    kubelet = pki.load_cert(tmp_path / "pki" / "kubelet-kyb-node-1.crt")
+    assert pki.sans(kubelet)[1] == {"192.168.56.11"}
