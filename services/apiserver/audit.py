@@ -54,11 +54,20 @@ def should_record(decision: str, attrs: Attributes | None) -> bool:
 
 
 class AuditLog:
-    """Appends records to ``path`` ("-": stdout) as JSON lines."""
+    """Appends records to ``path`` ("-": stdout) as JSON lines.
 
-    def __init__(self, path: str | pathlib.Path):
+    Like kube-apiserver's --audit-log-maxsize/--audit-log-maxbackup, the file
+    is rotated once it passes ``max_bytes`` (path.1, path.2, ... up to
+    ``backups``), so a flood of refused requests cannot fill the disk.
+    """
+
+    def __init__(self, path: str | pathlib.Path, *, max_bytes: int = 100 * 1024 * 1024,
+                 backups: int = 5):
         self.path = str(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
         self._file: IO[str] | None = None
+        self._size = 0
 
     def open(self) -> None:
         if self.path == "-":
@@ -68,16 +77,36 @@ class AuditLog:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(target, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            self._size = target.stat().st_size
         except OSError as err:
             raise ValueError(f"cannot open audit log {self.path}: {err.strerror or err}") from None
 
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             return
+        line = json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
         try:
-            self._file.write(json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n")
+            if self._file is not sys.stdout and self._size + len(line) > self.max_bytes > 0:
+                self._rotate()
+            self._file.write(line)
+            self._size += len(line)
         except (OSError, ValueError) as err:  # a full disk must not fail the request
             log.warning("audit log write failed: %s", err)
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        base = pathlib.Path(self.path)
+        for n in range(self.backups - 1, 0, -1):
+            older = base.with_name(f"{base.name}.{n}")
+            if older.exists():
+                older.replace(base.with_name(f"{base.name}.{n + 1}"))
+        if self.backups > 0:
+            base.replace(base.with_name(f"{base.name}.1"))
+        else:
+            base.unlink(missing_ok=True)
+        self._file = open(base, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self._size = 0
 
     def close(self) -> None:
         if self._file is not None and self._file is not sys.stdout:

@@ -84,6 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sec.add_argument("--audit-log-path", default=None,
                      help="JSON-lines audit log of refused requests and writes "
                           "(default: DATA_DIR/audit.log; '-': stdout; '': off)")
+    sec.add_argument("--audit-log-maxsize", type=int, default=100,
+                     help="megabytes the audit log may reach before it is rotated")
+    sec.add_argument("--audit-log-maxbackup", type=int, default=5,
+                     help="rotated audit log files kept")
     sec.add_argument("--etcd-cafile", default="", help="CA of etcd's serving certificate")
     sec.add_argument("--etcd-certfile", default="", help="client certificate for etcd")
     sec.add_argument("--etcd-keyfile", default="", help="key of --etcd-certfile")
@@ -142,7 +146,8 @@ def _access(opts: argparse.Namespace) -> AccessControl:
     path = opts.audit_log_path
     if path is None:
         path = str(opts.data_dir / "audit.log")
-    audit_log = AuditLog(path) if path else None
+    audit_log = AuditLog(path, max_bytes=opts.audit_log_maxsize * 1024 * 1024,
+                         backups=opts.audit_log_maxbackup) if path else None
     if audit_log is not None:
         audit_log.open()
     return AccessControl(

@@ -55,6 +55,11 @@ def choose_container(pod: Any, requested: str) -> str:
         f"of: [{' '.join(names)}]")
 
 
+# An exec holds a kubelet thread for its whole run: bounded, like
+# Kubernetes' streaming-connection-idle-timeout bounds idle streams.
+MAX_EXEC_SECONDS = 3600
+
+
 class KubeletProxy:
     def __init__(self, pods: Registry, nodes: Registry, tls: ClientTLS | None = None):
         self.pods = pods
@@ -119,6 +124,9 @@ class KubeletProxy:
     async def exec(self, request: Any) -> AsyncIterator[bytes]:
         if not request.command:
             raise errors.bad_request("command is required")
+        if not 0 <= request.timeout_seconds <= MAX_EXEC_SECONDS:
+            raise errors.bad_request(
+                f"timeout_seconds must be between 0 (the default, 60) and {MAX_EXEC_SECONDS}")
         stub, forwarded, node = await self._forward(request)
         timeout = (request.timeout_seconds or 60) + 10
         async for data in self._relay(stub.Exec(forwarded, timeout=timeout), node):

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncio
+import logging
+
 import grpc
 from google.protobuf.message import DecodeError
 
@@ -14,6 +17,8 @@ from services.api.gen.kybernetes.authorization.v1 import authorization_pb2 as au
 from services.apiserver import errors, metrics
 from services.apiserver.access import AccessControl, Outcome
 from services.apiserver.authz.attributes import AUTHENTICATED, Attributes, UserInfo
+
+log = logging.getLogger(__name__)
 
 REVIEW_SERVICE = authz_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 VERBS = frozenset({"get", "list", "watch", "create", "update", "delete"})
@@ -25,20 +30,25 @@ def _subject(caller: UserInfo, review: Any) -> UserInfo:
     return UserInfo(review.user, tuple(dict.fromkeys([*review.groups, AUTHENTICATED])), "review")
 
 
-def _reviewer_may_ask(access: AccessControl, caller: UserInfo, subject: UserInfo) -> None:
+def _reviewer_may_ask(access: AccessControl, caller: UserInfo, subject: UserInfo,
+                      outcome: Outcome) -> None:
     """Asking about someone else needs create on subjectaccessreviews
     (in Kubernetes' authorization.k8s.io group), as kube-apiserver requires."""
     if subject is caller:
         return
     attrs = Attributes(user=caller, verb="create", group="authorization.k8s.io",
                        resource="subjectaccessreviews")
-    if not access.authorize(attrs).allowed:
+    outcome.attrs, outcome.user = attrs, caller
+    decision = access.authorize(attrs)
+    if not decision.allowed:
+        outcome.decision, outcome.reason = "forbid", decision.reason
         raise errors.forbidden(
             f'User "{caller.name}" cannot ask what other users may do: that needs create on '
             'subjectaccessreviews.authorization.k8s.io')
 
 
-def review(access: AccessControl, caller: UserInfo, request: Any) -> Any:
+def review(access: AccessControl, caller: UserInfo, request: Any,
+           outcome: Outcome | None = None) -> Any:
     ra = request.resource_attributes
     if ra.verb not in VERBS and ra.verb != "*":
         raise errors.bad_request(
@@ -48,7 +58,7 @@ def review(access: AccessControl, caller: UserInfo, request: Any) -> Any:
     subject = _subject(caller, request)
     if not subject.name:
         raise errors.bad_request("user is required when groups are given")
-    _reviewer_may_ask(access, caller, subject)
+    _reviewer_may_ask(access, caller, subject, outcome or Outcome("Review"))
     decision = access.authorize(Attributes(
         user=subject, verb=ra.verb, group=ra.group, resource=ra.resource,
         subresource=ra.subresource, namespace=ra.namespace, name=ra.name))
@@ -59,8 +69,10 @@ def review(access: AccessControl, caller: UserInfo, request: Any) -> Any:
 
 async def _answer(access: AccessControl, method: str, raw: bytes,
                   context: grpc.aio.ServicerContext) -> Any:
+    """One call, counted in apiserver_request_total and, when refused,
+    written to the audit log like every other request."""
     code = grpc.StatusCode.OK
-    outcome = Outcome(method)
+    outcome = Outcome(method, "authorization.k8s.io", "subjectaccessreviews")
     try:
         caller = access.authenticate(context, outcome)
         if method == "WhoAmI":
@@ -70,12 +82,22 @@ async def _answer(access: AccessControl, method: str, raw: bytes,
             request = authz_pb2.SubjectAccessReview.FromString(raw)
         except DecodeError as err:
             raise errors.bad_request(f"request is not a valid SubjectAccessReview: {err}") from None
-        return review(access, caller, request)
+        return review(access, caller, request, outcome)
     except errors.ApiStatus as err:
         code = err.code
         await context.abort(err.code, err.message)
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except Exception:
+        if context.code() is None:  # not abort() unwinding: a bug
+            code = grpc.StatusCode.INTERNAL
+            log.exception("%s failed", method)
+            await context.abort(code, f"internal error in {method}")
+        raise
     finally:
         metrics.REQUESTS.labels(method.lower(), "subjectaccessreviews", code.name).inc()
+        access.finish(outcome, code.name)
 
 
 def review_handler(access: AccessControl) -> grpc.GenericRpcHandler:

@@ -39,6 +39,7 @@ from services.machinery import channel
 log = logging.getLogger(__name__)
 
 MAX_OBJECT_BYTES = 3 * 1024 * 1024
+RBAC_GROUP = "rbac.authorization.k8s.io"
 WATCH_BATCH_LIMIT = 100
 
 
@@ -361,16 +362,33 @@ class ApiServer:
             A node's writes are decided on what is stored *now*: the cache
             is first brought up to etcd's current revision, so that a pod
             created or re-created a moment ago cannot be judged by what the
-            cache held before it."""
+            cache held before it. Writes whose admission depended on the
+            stored object (a node's, and RBAC objects') are then pinned to
+            it (resourceVersion, uid), so a retry after a conflict cannot
+            land on a different object than the one decided on."""
             attrs = attributes_for(user, kind, method, request)
-            if user.node_name is not None and attrs.verb in ("create", "update", "delete"):
+            scope.outcome.attrs = attrs
+            node_write = (user.node_name is not None
+                          and attrs.verb in ("create", "update", "delete"))
+            if node_write:
                 await self._fresh(self.caches["Pod"], registry.cache)
             access.authorize_request(attrs, scope.outcome)
-            if attrs.verb in ("create", "update", "delete"):
-                old = (registry.cache.get(registry.key(attrs.namespace, attrs.name))
-                       if attrs.name else None)
-                obj = request if isinstance(request, msg) else None
-                access.admit_request(attrs, obj, old, scope.outcome)
+            if attrs.verb not in ("create", "update", "delete"):
+                return
+            old = (registry.cache.get(registry.key(attrs.namespace, attrs.name))
+                   if attrs.name else None)
+            obj = request if isinstance(request, msg) else None
+            access.admit_request(attrs, obj, old, scope.outcome)
+            if attrs.verb == "create" or not (node_write or kind.group == RBAC_GROUP):
+                return
+            if old is None:
+                if node_write:  # the cache is fresh: it is not stored
+                    raise errors.not_found(resource, attrs.name)
+                return  # judged with nothing to compare against: the strictest check
+            if obj is not None and not obj.metadata.resource_version:
+                obj.metadata.resource_version = old.metadata.resource_version
+            elif attrs.verb == "delete" and not request.preconditions.HasField("uid"):
+                request.preconditions.uid = old.metadata.uid
 
         def unary(method: str, verb: str, request_type: Any, fn: Callable,
                   check_size: bool = False):
@@ -382,6 +400,8 @@ class ApiServer:
                     user = scope.authenticate()
                     request = decode(raw)
                     if check_size and request.ByteSize() > MAX_OBJECT_BYTES:
+                        scope.outcome.attrs = attributes_for(user, kind, method, request)
+                        scope.outcome.decision = "reject"
                         raise errors.too_large(
                             f"Request entity too large: {request.ByteSize()} bytes, limit is "
                             f"{MAX_OBJECT_BYTES}")
@@ -447,8 +467,14 @@ class ApiServer:
                     user = scope.authenticate()
                     request = decode(raw)
                     await admitted(scope, user, method, request)
-                    async for data in fn(request):
-                        yield data
+                    # A log follow or an exec holds a kubelet stream (and a
+                    # thread there): it counts as a watch against the limit.
+                    access.open_watch(user, scope.outcome)
+                    try:
+                        async for data in fn(request):
+                            yield data
+                    finally:
+                        access.watches.release(user)
             return grpc.unary_stream_rpc_method_handler(
                 handle, request_deserializer=_identity, response_serializer=_identity)
 

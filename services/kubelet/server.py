@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "kybernetes.kubelet.v1.Kubelet"
 EXEC_CHUNK = 64 * 1024
+# An exec holds a runtime thread for its whole run, so it is bounded.
+MAX_EXEC_SECONDS = 3600
 APISERVER_CLIENT = "kube-apiserver-kubelet-client"
 MASTERS = "system:masters"
 
@@ -162,6 +164,9 @@ class KubeletService(kubelet_pb2_grpc.KubeletServicer):
             self._check_caller(context)
             if not request.command:
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "command is required")
+            if not 0 <= request.timeout_seconds <= MAX_EXEC_SECONDS:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                             f"timeout_seconds must be between 0 and {MAX_EXEC_SECONDS}")
             kubelet, info, cname = await self._target(request.namespace, request.name,
                                                       request.container, False)
             if info.state != ContainerState.RUNNING:

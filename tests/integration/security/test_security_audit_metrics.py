@@ -89,3 +89,39 @@ async def test_metrics_need_a_certificate_or_token_but_health_is_open(secure):
     status, body = _get(f"{base}/metrics", tlsconfig.http_client_context(
         secure.pki.ca_file, cert, key))
     assert status == 200 and "apiserver_request_total" in body
+
+
+async def test_review_and_size_refusals_are_audited_too(secure, admin, namespace):
+    from services.api.gen.kybernetes.authorization.v1 import authorization_pb2 as authz_pb2
+    from services.api.gen.kybernetes.authorization.v1 import authorization_pb2_grpc as authz_grpc
+    from services.api.gen.kybernetes.core.v1 import types_pb2 as core
+    import grpc
+
+    user = f"curious-{uuid.uuid4().hex[:6]}"
+    async with secure.client(user) as c:
+        stub = authz_grpc.AuthorizationStub(await c.ready_channel())
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Review(authz_pb2.SubjectAccessReview(
+                resource_attributes=authz_pb2.ResourceAttributes(verb="get", resource="pods"),
+                user="kubernetes-admin"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    huge = core.Pod()
+    huge.metadata.name, huge.metadata.namespace = "huge", namespace
+    huge.metadata.annotations["a"] = "x" * (3 * 1024 * 1024 + 1)
+    with pytest.raises(ApiError) as too_big:
+        await admin.resource("pods").create(huge)
+    assert too_big.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(ApiError) as exec_err:  # an exec may hold a kubelet thread an hour at most
+        await admin.resource("pods").exec("any", namespace, ["sleep", "inf"],
+                                          timeout_seconds=10 ** 6)
+    assert exec_err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+    def records():
+        return [json.loads(line) for line in secure.audit_log.read_text().splitlines()]
+
+    asked = await wait_until(lambda: [r for r in records() if r["user"] == user],
+                             message="the refused review in the audit log")
+    assert (asked[0]["resource"], asked[0]["decision"], asked[0]["code"]) == (
+        "subjectaccessreviews", "forbid", "PERMISSION_DENIED")
+    big = [r for r in records() if r.get("name") == "huge" and r["namespace"] == namespace]
+    assert big and (big[0]["decision"], big[0]["code"]) == ("reject", "RESOURCE_EXHAUSTED")

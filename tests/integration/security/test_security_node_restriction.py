@@ -104,3 +104,20 @@ async def test_node_may_not_act_as_another_user(secure, namespace, two_nodes):
         await denied(kubelet.resource("pods").bind(core.Binding(
             metadata={"name": f"pod-on-{n1}", "namespace": namespace},
             target={"kind": "Node", "name": n1})))
+
+
+async def test_node_writes_are_pinned_to_the_object_decided_on(secure, namespace, two_nodes):
+    """A node's update without a resourceVersion is made conditional on the
+    stored version it was judged against; a pod that is not stored is
+    NOT_FOUND (never judged against nothing)."""
+    n1, _ = two_nodes
+    async with secure.client(f"system:node:{n1}", ("system:nodes",)) as kubelet:
+        pods = kubelet.resource("pods")
+        own = await pods.get(f"pod-on-{n1}", namespace)
+        own.metadata.resource_version = ""
+        own.status.phase = "Running"
+        updated = await pods.update_status(own)
+        assert updated.status.phase == "Running"
+        with pytest.raises(ApiError) as err:
+            await pods.delete("never-created", namespace)
+        assert err.value.code == grpc.StatusCode.NOT_FOUND

@@ -152,3 +152,18 @@ def test_pipeline_records_refusals_and_writes_but_not_reads(tmp_path):
     assert records[0]["user"] == "alice" and records[0]["verb"] == "create"
     assert records[0]["namespace"] == "default" and records[0]["reason"] == "rule r"
     assert records[1]["user"] == "" and records[1]["sourceAddress"].startswith("ipv4:")
+
+
+def test_audit_log_rotates_past_its_size_keeping_backups(tmp_path):
+    log = audit.AuditLog(tmp_path / "audit.log", max_bytes=1000, backups=2)
+    log.open()
+    record = audit.event(ALICE, None, "forbid", "PERMISSION_DENIED", "x" * 100)
+    for _ in range(40):
+        log.write(record)
+    log.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["audit.log", "audit.log.1", "audit.log.2"]
+    for path in tmp_path.iterdir():
+        assert path.stat().st_size <= 1000
+        assert all(json.loads(line)["decision"] == "forbid"
+                   for line in path.read_text().splitlines())
