@@ -14,8 +14,8 @@
 # ~/.kyb/monitoring/NAME/ and mounted read-only.
 #
 # Every component serves /metrics over HTTPS to clients with a certificate
-# from the cluster CA: beside prometheus.yml go the CA certificate and
-# Prometheus' own certificate and key (CN system:prometheus, group
+# from the cluster CA that RBAC lets get /metrics: beside prometheus.yml go
+# the CA certificate and Prometheus' own certificate and key (CN system:prometheus, group
 # system:monitoring), copied from the cluster's PKI directory
 # (~/.kyb/clusters/NAME/pki, made by `kyb-cluster up`). The directory is
 # private (0750, files 0640); the container's prometheus user reads it as a

@@ -9,10 +9,11 @@ import pathlib
 import signal
 import sys
 
-from services.apiserver import allocator, authn
+from services.apiserver import allocator, audit, authn
 from services.apiserver.access import AccessControl
 from services.apiserver.audit import AuditLog
 from services.apiserver.authz import wiring
+from services.apiserver.authz.attributes import AUTHENTICATED, Attributes, UserInfo
 from services.apiserver.limits import RequestRateLimiter, WatchCounter
 from services.apiserver.etcd_process import EtcdProcess
 from services.apiserver.server import ApiServer
@@ -157,6 +158,27 @@ def _access(opts: argparse.Namespace) -> AccessControl:
         watches=WatchCounter(opts.max_watches_per_user))
 
 
+def _token_identity(access: AccessControl, token: str) -> tuple[str, tuple[str, ...]] | None:
+    """(user, groups) of a token in the token file, for the metrics port."""
+    user = access.authenticator.token_user(token)
+    return None if user is None else (user.name, user.groups)
+
+
+def _may_get(access: AccessControl, user: str, groups: tuple[str, ...], path: str) -> bool:
+    """Whether a caller of the metrics port may get ``path``: the API
+    server's own authorizers (RBAC's nonResourceURLs rules; the
+    system:monitoring and cluster-admin roles allow /metrics), as for a
+    Kubernetes non-resource request. A refusal is audited like any other
+    (method "GET <path>")."""
+    info = UserInfo(user, tuple(dict.fromkeys([*groups, AUTHENTICATED])))
+    attrs = Attributes(user=info, verb="get", path=path)
+    decision = access.authorize(attrs)
+    if not decision.allowed and access.audit_log is not None:
+        access.audit_log.write(audit.event(info, attrs, "forbid", "PERMISSION_DENIED",
+                                           decision.reason, method=f"GET {path}"))
+    return decision.allowed
+
+
 async def serve(opts: argparse.Namespace) -> int:
     access = _access(opts)
     etcd_credentials = _etcd_credentials(opts)
@@ -190,7 +212,8 @@ async def serve(opts: argparse.Namespace) -> int:
             token_credentials = serving.grpc_credentials(require_client_auth=False)
     http = HttpServer(opts.bind_address, opts.metrics_port, health=server.healthy,
                       ssl_context=serving.ssl_context() if serving else None,
-                      token_ok=lambda token: access.authenticator.token_user(token) is not None)
+                      token_user=lambda token: _token_identity(access, token),
+                      authorize=lambda user, groups, path: _may_get(access, user, groups, path))
     # A signal cancels whatever is under way, start-up included.
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()

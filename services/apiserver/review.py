@@ -1,7 +1,11 @@
 """The Authorization service: "would this be allowed?" (Kubernetes'
 SubjectAccessReview / SelfSubjectAccessReview) and "who am I?"
 (SelfSubjectReview), answered by the very authorizer that decides real
-requests, so `kyb auth can-i` can never disagree with them."""
+requests, so `kyb auth can-i` can never disagree with them.
+
+A review asks about an API resource or, as Kubernetes' nonResourceAttributes,
+about a path such as /metrics: the components ask that one to decide who may
+scrape them (delegated authorization, services/machinery/delegated.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ log = logging.getLogger(__name__)
 
 REVIEW_SERVICE = authz_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 VERBS = frozenset({"get", "list", "watch", "create", "update", "delete"})
+# Non-resource requests are authorized by their lowercase HTTP method, as
+# kubectl auth can-i knows them.
+NON_RESOURCE_VERBS = frozenset({"get", "head", "post", "put", "patch", "delete", "options", "*"})
 
 
 def _subject(caller: UserInfo, review: Any) -> UserInfo:
@@ -47,21 +54,40 @@ def _reviewer_may_ask(access: AccessControl, caller: UserInfo, subject: UserInfo
             'subjectaccessreviews.authorization.k8s.io')
 
 
-def review(access: AccessControl, caller: UserInfo, request: Any,
-           outcome: Outcome | None = None) -> Any:
+def _attributes(subject: UserInfo, request: Any) -> Attributes:
+    """What is asked about; exactly one of the two kinds of attributes."""
+    resource = request.HasField("resource_attributes")
+    if resource == request.HasField("non_resource_attributes"):
+        raise errors.bad_request(
+            "exactly one of resource_attributes and non_resource_attributes must be set")
+    if not resource:
+        nra = request.non_resource_attributes
+        if nra.verb not in NON_RESOURCE_VERBS:
+            raise errors.bad_request(
+                f"non-resource verb {errors.quote(nra.verb)} is not one of "
+                f"{', '.join(sorted(NON_RESOURCE_VERBS))}")
+        if not nra.path.startswith("/"):
+            raise errors.bad_request(
+                f"non_resource_attributes.path {errors.quote(nra.path)} does not start with /")
+        return Attributes(user=subject, verb=nra.verb, path=nra.path)
     ra = request.resource_attributes
     if ra.verb not in VERBS and ra.verb != "*":
         raise errors.bad_request(
             f"verb {errors.quote(ra.verb)} is not one of {', '.join(sorted(VERBS))}")
     if not ra.resource:
         raise errors.bad_request("resource_attributes.resource is required")
+    return Attributes(user=subject, verb=ra.verb, group=ra.group, resource=ra.resource,
+                      subresource=ra.subresource, namespace=ra.namespace, name=ra.name)
+
+
+def review(access: AccessControl, caller: UserInfo, request: Any,
+           outcome: Outcome | None = None) -> Any:
     subject = _subject(caller, request)
+    attrs = _attributes(subject, request)
     if not subject.name:
         raise errors.bad_request("user is required when groups are given")
     _reviewer_may_ask(access, caller, subject, outcome or Outcome("Review"))
-    decision = access.authorize(Attributes(
-        user=subject, verb=ra.verb, group=ra.group, resource=ra.resource,
-        subresource=ra.subresource, namespace=ra.namespace, name=ra.name))
+    decision = access.authorize(attrs)
     return authz_pb2.SubjectAccessReviewStatus(
         allowed=decision.allowed, reason=decision.reason, user=subject.name,
         groups=list(subject.groups))

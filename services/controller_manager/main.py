@@ -21,7 +21,7 @@ from services.controller_manager.nodeipam import (
     DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, CidrAllocator,
 )
 from services.machinery import Client, LeaderElector
-from services.machinery import flags
+from services.machinery import delegated, flags
 from services.machinery.config import ClientConfig
 from services.machinery.httpserver import HttpServer
 from services.machinery.logs import setup_logging
@@ -95,7 +95,8 @@ async def run(opts: argparse.Namespace, names: list[str], client_config: ClientC
     servers = client.servers
     tls = flags.serving_cert(opts, client_config)
     http = HttpServer(opts.bind_address, opts.metrics_port,
-                      ssl_context=tls.ssl_context() if tls is not None else None)
+                      ssl_context=tls.ssl_context() if tls is not None else None,
+                      authorize=delegated.for_serving(tls, client))
     main_task = asyncio.current_task()
     assert main_task is not None
     loop = asyncio.get_running_loop()

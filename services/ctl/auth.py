@@ -29,6 +29,9 @@ KNOWN_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete",
                "deletecollection", "use", "bind", "impersonate", "escalate", "approve", "sign",
                "*")
 
+# kubectl's known verbs of non-resource URLs (lowercase HTTP methods).
+NON_RESOURCE_VERBS = ("get", "put", "post", "head", "options", "delete", "patch", "*")
+
 # Subresources: "pods/log" asks about the log; "pods/web" (kubectl's
 # TYPE/NAME) about the pod named web.
 SUBRESOURCES = ("status", "binding", "log", "exec", "scale", "eviction", "attach",
@@ -46,10 +49,12 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         description="Whether VERB on RESOURCE is allowed: prints yes (exit 0) or no (exit 1). "
                     "RESOURCE is any kubectl name (pods, po, deployments.apps) or '*', "
                     "optionally with a subresource (pods/log, pods/status) or, as in kubectl, "
-                    "an object's name (pods/web).")
+                    "an object's name (pods/web); or a non-resource URL starting with / "
+                    "(kyb auth can-i get /metrics).")
     can_i.add_argument("verb", metavar="VERB",
-                       help="get, list, watch, create, update, delete (or '*')")
-    can_i.add_argument("resource", metavar="RESOURCE[/SUBRESOURCE]")
+                       help="get, list, watch, create, update, delete (or '*'); for a URL, "
+                            "the lowercase HTTP method")
+    can_i.add_argument("resource", metavar="RESOURCE[/SUBRESOURCE]|/URL")
     can_i.add_argument("name", nargs="?", default="", metavar="NAME",
                        help="one object's name (default: any)")
     can_i.add_argument("--subresource", default="", metavar="SUBRESOURCE",
@@ -104,7 +109,7 @@ def _resolve(type_arg: str) -> tuple[kinds.Kind | None, str, str]:
 def review_request(verb: str, resource_arg: str, name: str = "", *, subresource: str = "",
                    namespace: str | None = None, all_namespaces: bool = False,
                    user: str = "", groups: Sequence[str] = ()) -> Question:
-    """The review for ``kyb auth can-i VERB RESOURCE [NAME]``.
+    """The review for ``kyb auth can-i VERB RESOURCE [NAME]`` (or ``VERB /URL``).
 
     ``namespace`` is -n (None: the default namespace). A cluster-scoped kind
     is asked about with no namespace, as its real requests carry none, so
@@ -114,11 +119,12 @@ def review_request(verb: str, resource_arg: str, name: str = "", *, subresource:
     verb = verb.strip()
     if not verb:
         raise CommandError("you must specify a verb")
+    if groups and not user:
+        raise CommandError("--as-group needs --as (the user whose groups they are)")
+    if resource_arg.startswith("/"):
+        return _non_resource_request(verb, resource_arg, name, subresource, user, groups)
     if verb not in KNOWN_VERBS:
         warnings.append(f"Warning: verb '{verb}' is not a known verb")
-    if resource_arg.startswith("/"):
-        raise CommandError(f"non-resource URLs ({resource_arg}) cannot be asked about here; "
-                           "give a resource such as pods")
     type_arg, slash, tail = resource_arg.partition("/")
     if not type_arg:
         raise CommandError(f"no resource type in {resource_arg!r}")
@@ -133,8 +139,6 @@ def review_request(verb: str, resource_arg: str, name: str = "", *, subresource:
             raise CommandError(f"two names given: {tail} and {name}")
         else:
             name = tail
-    if groups and not user:
-        raise CommandError("--as-group needs --as (the user whose groups they are)")
     kind, group, plural = _resolve(type_arg)
     if kind is None and plural != "*":
         where = f" in group '{group}'" if group else ""
@@ -147,6 +151,23 @@ def review_request(verb: str, resource_arg: str, name: str = "", *, subresource:
                                           resource=plural, subresource=subresource, name=name)
     review = authz.SubjectAccessReview(resource_attributes=attributes, user=user,
                                        groups=list(groups))
+    return Question(review, tuple(warnings))
+
+
+def _non_resource_request(verb: str, url: str, name: str, subresource: str, user: str,
+                          groups: Sequence[str]) -> Question:
+    """``kyb auth can-i get /metrics``: a path, as kubectl asks about
+    nonResourceURLs (no namespace, name or subresource)."""
+    if subresource:
+        raise CommandError("--subresource cannot be used with a non-resource URL")
+    if name:
+        raise CommandError(f"a non-resource URL ({url}) takes no name")
+    warnings = []
+    if verb not in NON_RESOURCE_VERBS:
+        warnings.append(f"Warning: verb '{verb}' is not a known verb")
+    review = authz.SubjectAccessReview(
+        non_resource_attributes=authz.NonResourceAttributes(path=url, verb=verb),
+        user=user, groups=list(groups))
     return Question(review, tuple(warnings))
 
 

@@ -17,7 +17,7 @@ import sys
 from services.kube_proxy.iptables import Iptables, IptablesError
 from services.kube_proxy.proxier import Proxier, cleanup
 from services.kube_proxy.rules import ProxyConfig
-from services.machinery import Client, flags
+from services.machinery import Client, delegated, flags
 from services.machinery.httpserver import HttpServer
 from services.machinery.logs import setup_logging
 
@@ -92,7 +92,8 @@ async def serve(opts: argparse.Namespace) -> int:
         proxier = Proxier(client, iptables, config, min_sync_period=opts.min_sync_period,
                           sync_period=opts.sync_period)
         http = HttpServer(opts.bind_address, opts.metrics_port, health=proxier.healthz,
-                          ssl_context=tls.ssl_context() if tls is not None else None)
+                          ssl_context=tls.ssl_context() if tls is not None else None,
+                          authorize=delegated.for_serving(tls, client))
         try:
             await http.start()
             log.info("starting", extra={"servers": ",".join(servers), "metrics_port": http.port,

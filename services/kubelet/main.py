@@ -22,7 +22,7 @@ from services.kubelet.images import IMAGE_BACKOFF_CAP, IMAGE_BACKOFF_INITIAL
 from services.kubelet.kubelet import Kubelet, KubeletConfig
 from services.kubelet.node import parse_reserved
 from services.kubelet.server import KubeletServer
-from services.machinery import Client, flags
+from services.machinery import Client, delegated, flags
 from services.machinery.config import ClientConfig
 from services.machinery.httpserver import HttpServer
 from services.machinery.tlsconfig import ServingCert
@@ -162,7 +162,8 @@ async def serve(opts: argparse.Namespace, client_config: ClientConfig,
         return True, "ok"
 
     http = HttpServer(opts.address, opts.metrics_port, health=healthy,
-                      ssl_context=tls.ssl_context() if tls is not None else None)
+                      ssl_context=tls.ssl_context() if tls is not None else None,
+                      authorize=delegated.for_serving(tls, client))
     try:
         await http.start()
         config.port = await server.start(opts.address, opts.port)

@@ -1,6 +1,6 @@
-"""Who is calling a gRPC server: the verified client certificate's CN and
-O entries (Kubernetes reads the user and its groups from them), and the
-bearer token a caller sent.
+"""Who is calling a gRPC server (or an HTTPS metrics server): the verified
+client certificate's CN and O entries (Kubernetes reads the user and its
+groups from them), and the bearer token a caller sent.
 
 gRPC hands over the peer's certificate as PEM in the auth context once the
 handshake has verified it; the CN is there already, but the O entries need
@@ -26,12 +26,22 @@ class PeerCert:
     organizations: tuple[str, ...] = ()
 
 
-@functools.lru_cache(maxsize=1024)
-def parse_peer_cert(pem: bytes) -> PeerCert:
-    cert = x509.load_pem_x509_certificate(pem)
+def _subject(cert: x509.Certificate) -> PeerCert:
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     return PeerCert(str(cns[0].value) if cns else "", tuple(str(o.value) for o in orgs))
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_peer_cert(pem: bytes) -> PeerCert:
+    return _subject(x509.load_pem_x509_certificate(pem))
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_der_cert(der: bytes) -> PeerCert:
+    """The same from DER, as Python's ssl gives a verified peer certificate
+    (``getpeercert(binary_form=True)``: the HTTPS metrics servers)."""
+    return _subject(x509.load_der_x509_certificate(der))
 
 
 def peer_cert(context: Any) -> PeerCert | None:
@@ -69,4 +79,5 @@ def bearer_token(context: Any) -> str | None:
     return None
 
 
-__all__ = ["PeerCert", "peer_cert", "identity", "parse_peer_cert", "bearer_token"]
+__all__ = ["PeerCert", "peer_cert", "identity", "parse_peer_cert", "parse_der_cert",
+           "bearer_token"]

@@ -16,7 +16,7 @@ import signal
 import sys
 
 from services.machinery import Client, LeaderElector, SharedInformerFactory
-from services.machinery import flags
+from services.machinery import delegated, flags
 from services.machinery.config import ClientConfig
 from services.machinery.flags import boolean, duration  # noqa: F401 (re-exported for tests)
 from services.machinery.httpserver import HttpServer
@@ -95,7 +95,8 @@ async def run(opts: argparse.Namespace, config: cfg.SchedulerConfig, percentage:
         return synced, "ok" if synced else "informers not synced"
 
     http = HttpServer(opts.bind_address, opts.metrics_port, ready=ready,
-                      ssl_context=tls.ssl_context() if tls is not None else None)
+                      ssl_context=tls.ssl_context() if tls is not None else None,
+                      authorize=delegated.for_serving(tls, client))
     main_task = asyncio.current_task()
     assert main_task is not None
     loop = asyncio.get_running_loop()

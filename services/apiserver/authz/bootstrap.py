@@ -15,8 +15,12 @@ component starts using something new):
 - system:node-proxier (bound to user system:kube-proxy, as Kubernetes names
   it): services and endpoints through informers.
 
-Kubelets need no role: the Node authorizer covers them (routes.py's node
-agent runs as the node too).
+Each of the three may also create subjectaccessreviews, as Kubernetes'
+system:auth-delegator grants: they authorize scrapes of their /metrics by
+asking the API server (services/machinery/delegated.py).
+
+Kubelets need no role: the Node authorizer covers them, subjectaccessreviews
+included (routes.py's node agent runs as the node too).
 
 Every object carries kubernetes.io/bootstrapping=rbac-defaults and
 rbac.authorization.kubernetes.io/autoupdate=true; the pure ``reconcile_*``
@@ -39,6 +43,7 @@ BOOTSTRAPPING_VALUE = "rbac-defaults"
 AUTOUPDATE_ANNOTATION = "rbac.authorization.kubernetes.io/autoupdate"
 
 CORE, APPS, COORDINATION = "", "apps", "coordination.k8s.io"
+AUTHORIZATION = "authorization.k8s.io"
 READ = ("get", "list", "watch")
 WATCH = ("list", "watch")  # what an informer does
 WRITE = ("create", "update", "delete")
@@ -87,6 +92,13 @@ def _leader_election(lease: str) -> list[rbac.PolicyRule]:
             rule(["get", "update"], COORDINATION, ["leases"], names=[lease])]
 
 
+def _auth_delegator() -> list[rbac.PolicyRule]:
+    """Asking the API server whether someone may do something (Kubernetes'
+    system:auth-delegator, less the tokenreviews this API has no use for):
+    what a component needs to authorize requests to its own /metrics."""
+    return [rule(["create"], AUTHORIZATION, ["subjectaccessreviews"])]
+
+
 # --- user-facing roles -----------------------------------------------------------------------
 
 # What view reads (namespaced kinds, except the RBAC ones, and namespaces).
@@ -126,6 +138,7 @@ def _scheduler_rules() -> list[rbac.PolicyRule]:
         rule(["update"], CORE, ["pods/status"]),  # PodScheduled=False
         rule(["create", "update"], CORE, ["events"]),  # update: the count of a repeat
         *_leader_election(SCHEDULER_LEASE),
+        *_auth_delegator(),
     ]
 
 
@@ -179,11 +192,11 @@ def _controller_manager_rules() -> list[rbac.PolicyRule]:
         for r in per_controller:
             if r not in rules:
                 rules.append(r)
-    return [*rules, *_leader_election(CONTROLLER_MANAGER_LEASE)]
+    return [*rules, *_leader_election(CONTROLLER_MANAGER_LEASE), *_auth_delegator()]
 
 
 def _proxier_rules() -> list[rbac.PolicyRule]:
-    return [rule(WATCH, CORE, ["services", "endpoints"])]
+    return [rule(WATCH, CORE, ["services", "endpoints"]), *_auth_delegator()]
 
 
 # --- the objects -------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ and write only what is its own: its Node (and its status), its Lease in
 kube-node-lease, the status of pods bound to it, the deletion of pods bound
 to it (confirming a graceful delete), new pods (admission then requires
 them bound to itself, as Kubernetes' mirror pods) and events. Whether a pod
-is bound to it is read from the stored pod, never from the request.
+is bound to it is read from the stored pod, never from the request. It may
+also create subjectaccessreviews (Kubernetes' system:node role has that
+rule): a kubelet asks the API server who may scrape its /metrics.
 
 Where a check needs the request's object (the name of a Node or Lease being
 created, the node a new pod is bound to) this authorizer allows and
@@ -26,6 +28,7 @@ from services.apiserver.authz.attributes import Attributes, Decision
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 COORDINATION = "coordination.k8s.io"
+AUTHORIZATION = "authorization.k8s.io"
 READ = frozenset({"get", "list", "watch"})
 # Core-group kinds a kubelet may read everywhere.
 READABLE = frozenset({"nodes", "pods", "services", "endpoints", "namespaces"})
@@ -53,6 +56,11 @@ class NodeAuthorizer:
             return _no(node, attrs, "nodes have no non-resource permissions")
         if attrs.group == COORDINATION and attrs.resource == "leases":
             return self._lease(node, attrs)
+        if attrs.group == AUTHORIZATION and attrs.resource == "subjectaccessreviews":
+            if attrs.verb == "create" and not attrs.subresource:
+                return _yes(node, "may create subjectaccessreviews (to authorize scrapes of "
+                                  "its metrics)")
+            return _no(node, attrs, "nodes may only create subjectaccessreviews")
         if attrs.group != "":
             return _no(node, attrs, f'nodes have no access to API group "{attrs.group}"')
         if attrs.resource == "nodes":

@@ -202,11 +202,16 @@ def test_security_metrics_need_a_certificate_health_does_not(cluster):
     anonymous = tlsconfig.http_client_context(_ca(cluster))
     prometheus = tlsconfig.http_client_context(_ca(cluster), cluster.pki / "prometheus.crt",
                                                cluster.pki / "prometheus.key")
+    node_name = pki.node_client_name(TOPO.nodes[0].name)
+    a_node = tlsconfig.http_client_context(_ca(cluster), cluster.pki / f"{node_name}.crt",
+                                           cluster.pki / f"{node_name}.key")
     for address in (f"{TOPO.apiservers[0].ip}:{APISERVER_METRICS_PORT}",
                     f"{NODE_IP}:{KUBELET_METRICS_PORT}"):
         assert _get(f"https://{address}/healthz", anonymous) == 200
         assert _get(f"https://{address}/metrics", anonymous) == 401
         assert _get(f"https://{address}/metrics", prometheus) == 200
+        # A certificate is not enough: RBAC must allow get /metrics.
+        assert _get(f"https://{address}/metrics", a_node) == 403
 
 
 def test_security_token_users_and_the_audit_log(cluster):

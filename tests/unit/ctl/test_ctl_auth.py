@@ -87,16 +87,31 @@ def test_auth_review_request_unknown_types_and_verbs_warn_but_ask():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("get", "/metrics"), "non-resource URLs"),
+    (("get", "/metrics", "x"), "takes no name"),
     (("get", "pods/a/b"), "is not RESOURCE/SUBRESOURCE or TYPE/NAME"),
     (("get", "pods/"), "is not RESOURCE/SUBRESOURCE or TYPE/NAME"),
     (("get", "pods/web", "api"), "two names given"),
-    (("get", "/"), "non-resource URLs"),
     (("", "pods"), "you must specify a verb"),
 ])
 def test_auth_review_request_refuses_questions_it_cannot_ask(args, message):
     with pytest.raises(CommandError, match=message):
         auth.review_request(*args)
+
+
+def test_auth_review_request_asks_about_non_resource_urls():
+    question = auth.review_request("get", "/metrics", namespace="team", user="prom",
+                                   groups=["system:monitoring"])
+    review = question.review
+    assert not review.HasField("resource_attributes")
+    assert review.non_resource_attributes == authz.NonResourceAttributes(path="/metrics",
+                                                                         verb="get")
+    assert (review.user, list(review.groups), question.warnings) == (
+        "prom", ["system:monitoring"], ())
+    assert auth.review_request("post", "/").review.non_resource_attributes.path == "/"
+    assert auth.review_request("list", "/healthz").warnings == (
+        "Warning: verb 'list' is not a known verb",)
+    with pytest.raises(CommandError, match="--subresource cannot be used"):
+        auth.review_request("get", "/metrics", subresource="log")
 
 
 # --- pure: the answer ---------------------------------------------------------------------------
@@ -131,21 +146,25 @@ def test_auth_whoami_table_and_object():
 
 
 class FakeAuthorization(authz_grpc.AuthorizationServicer):
-    """Allows what ``allowed`` lists as (verb, resource[/sub]) pairs; asking
+    """Allows what ``allowed`` lists as (verb, resource[/sub] or path) pairs; asking
     about user "nobody-may-ask" is PERMISSION_DENIED."""
 
     def __init__(self) -> None:
         self.reviews: list[authz.SubjectAccessReview] = []
-        self.allowed = {("get", "pods"), ("create", "pods/exec")}
+        self.allowed = {("get", "pods"), ("create", "pods/exec"), ("get", "/metrics")}
 
     async def Review(self, request, context):
         self.reviews.append(request)
         if request.user == "nobody-may-ask":
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 'user "me" cannot create subjectaccessreviews')
-        a = request.resource_attributes
-        what = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
-        allowed = (a.verb, what) in self.allowed
+        if request.HasField("non_resource_attributes"):
+            n = request.non_resource_attributes
+            verb, what = n.verb, n.path
+        else:
+            a = request.resource_attributes
+            verb, what = a.verb, f"{a.resource}/{a.subresource}" if a.subresource else a.resource
+        allowed = (verb, what) in self.allowed
         reason = "allowed by ClusterRole view" if allowed else "no rule allows it"
         return authz.SubjectAccessReviewStatus(allowed=allowed, reason=reason,
                                                user=request.user or "me")
@@ -205,6 +224,14 @@ async def test_auth_can_i_passes_namespace_name_subresource_and_impersonation(ky
     await kyb("-n", "team", "auth", "can-i", "list", "deployments.apps", "-A")
     attrs = kyb.servicer.reviews[-1].resource_attributes
     assert (attrs.group, attrs.resource, attrs.namespace) == ("apps", "deployments", "")
+
+
+async def test_auth_can_i_asks_about_a_path(kyb):
+    assert await kyb("auth", "can-i", "get", "/metrics", "--as", "prom") == (0, "yes\n", "")
+    review = kyb.servicer.reviews[-1]
+    assert review.non_resource_attributes == authz.NonResourceAttributes(path="/metrics",
+                                                                         verb="get")
+    assert review.user == "prom" and not review.HasField("resource_attributes")
 
 
 async def test_auth_can_i_warnings_go_to_stderr(kyb):

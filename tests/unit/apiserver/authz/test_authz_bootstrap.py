@@ -14,6 +14,7 @@ from services.controller_manager import manager
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 COORD = "coordination.k8s.io"
+AUTHZ_GROUP = "authorization.k8s.io"
 
 SCHEDULER = UserInfo("system:kube-scheduler", ("system:authenticated",))
 CONTROLLER_MANAGER = UserInfo("system:kube-controller-manager", ("system:authenticated",))
@@ -59,6 +60,10 @@ def _leader(lease: str) -> list[tuple]:
             _r("update", "leases", "kube-system", lease, group=COORD)]
 
 
+# Delegated authorization of /metrics: "may this user get /metrics?"
+REVIEW = ("create", AUTHZ_GROUP, "subjectaccessreviews", "", "", "")
+
+
 # --- the components ------------------------------------------------------------------------------
 
 SCHEDULER_CALLS = [
@@ -68,6 +73,7 @@ SCHEDULER_CALLS = [
     _r("update", "pods", "d", "p", sub="status"),
     _r("create", "events", "d"), _r("update", "events", "d", "p.1"),
     *_leader("kube-scheduler"),
+    REVIEW,
 ]
 SCHEDULER_REFUSED = [
     _r("create", "pods", "d"), _r("delete", "pods", "d", "p"), _r("update", "pods", "d", "p"),
@@ -77,9 +83,10 @@ SCHEDULER_REFUSED = [
     _r("list", "roles", group=RBAC_GROUP), _r("create", "deployments", "d", group="apps"),
 ]
 
-PROXY_CALLS = [*_informer("services"), *_informer("endpoints")]
+PROXY_CALLS = [*_informer("services"), *_informer("endpoints"), REVIEW]
 PROXY_REFUSED = [_r("list", "pods"), _r("update", "endpoints", "d", "e"),
-                 _r("create", "services", "d"), _r("create", "events", "d")]
+                 _r("create", "services", "d"), _r("create", "events", "d"),
+                 _r("get", "subjectaccessreviews", "", "x", group=AUTHZ_GROUP)]
 
 
 def _controller_calls() -> list[tuple]:
@@ -110,6 +117,7 @@ def _controller_calls() -> list[tuple]:
         _r("update", "replicasets", "d", "rs", group="apps"),
         _r("delete", "replicasets", "d", "rs", group="apps"),
         *_leader("kube-controller-manager"),
+        REVIEW,
     ]
     for kind in kinds.KINDS:  # garbage collector: every kind
         calls += [*_informer(kind.resource, kind.group),
@@ -169,8 +177,8 @@ def test_bootstrap_rules_use_only_known_verbs_and_resources():
     resources = {k.resource for k in kinds.KINDS} | {
         "pods/status", "pods/binding", "pods/log", "pods/exec", "nodes/status",
         "services/status", "namespaces/status", "replicasets/status", "deployments/status",
-        "resourcequotas/status", "*"}
-    groups = {k.group for k in kinds.KINDS} | {"*"}
+        "resourcequotas/status", "subjectaccessreviews", "*"}
+    groups = {k.group for k in kinds.KINDS} | {AUTHZ_GROUP, "*"}
     for role in bootstrap.default_cluster_roles():
         for r in role.rules:
             assert set(r.verbs) <= verbs, role.metadata.name
@@ -233,6 +241,15 @@ def test_bootstrap_monitoring_reads_metrics_only():
     assert path("/metrics") and path("/livez") and path("/readyz/etcd")
     assert not path("/debug/pprof") and not path("/metrics", "create")
     assert not _allowed(PROMETHEUS, _r("list", "pods"))
+
+
+@pytest.mark.parametrize("user", [SCHEDULER, CONTROLLER_MANAGER, PROXY])
+def test_bootstrap_components_may_ask_but_not_scrape_each_other(user):
+    """They authorize their own /metrics by asking the API server, which
+    needs create on subjectaccessreviews; reading metrics is Prometheus'."""
+    assert _allowed(user, REVIEW)
+    assert not AUTHZ.authorize(Attributes(user, "get", path="/metrics")).allowed
+    assert not _allowed(UserInfo("alice", ("system:authenticated",)), REVIEW)
 
 
 # --- the objects ---------------------------------------------------------------------------------

@@ -70,6 +70,18 @@ def test_node_may_create_events_only():
                              "nodes may only create events")
 
 
+def test_node_may_create_subjectaccessreviews_only():
+    """A kubelet asks the API server who may scrape its /metrics (Kubernetes'
+    system:node role has this rule)."""
+    sar = dict(group="authorization.k8s.io", resource="subjectaccessreviews")
+    assert AUTHZ.authorize(_req("create", **sar)).allowed
+    for verb in ("get", "list", "delete"):
+        denied = AUTHZ.authorize(_req(verb, **sar))
+        assert denied.reason.endswith("nodes may only create subjectaccessreviews")
+    assert not AUTHZ.authorize(_req("create", "tokenreviews",
+                                    group="authentication.k8s.io")).allowed
+
+
 # --- its Node ------------------------------------------------------------------------------------
 
 

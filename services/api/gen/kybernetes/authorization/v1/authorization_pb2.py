@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/kybernetes/authorization/v1/authorization.proto\x12\x1bkybernetes.authorization.v1\"y\n\x12ResourceAttributes\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04verb\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x13\n\x0bsubresource\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\"\x81\x01\n\x13SubjectAccessReview\x12L\n\x13resource_attributes\x18\x01 \x01(\x0b\x32/.kybernetes.authorization.v1.ResourceAttributes\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\"Z\n\x19SubjectAccessReviewStatus\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\"\x13\n\x11SelfSubjectReview\"F\n\x08UserInfo\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x18\n\x10\x61uthenticated_by\x18\x03 \x01(\t2\xe4\x01\n\rAuthorization\x12r\n\x06Review\x12\x30.kybernetes.authorization.v1.SubjectAccessReview\x1a\x36.kybernetes.authorization.v1.SubjectAccessReviewStatus\x12_\n\x06WhoAmI\x12..kybernetes.authorization.v1.SelfSubjectReview\x1a%.kybernetes.authorization.v1.UserInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/kybernetes/authorization/v1/authorization.proto\x12\x1bkybernetes.authorization.v1\"y\n\x12ResourceAttributes\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04verb\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x13\n\x0bsubresource\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\"3\n\x15NonResourceAttributes\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04verb\x18\x02 \x01(\t\"\xd6\x01\n\x13SubjectAccessReview\x12L\n\x13resource_attributes\x18\x01 \x01(\x0b\x32/.kybernetes.authorization.v1.ResourceAttributes\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12S\n\x17non_resource_attributes\x18\x04 \x01(\x0b\x32\x32.kybernetes.authorization.v1.NonResourceAttributes\"Z\n\x19SubjectAccessReviewStatus\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\"\x13\n\x11SelfSubjectReview\"F\n\x08UserInfo\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x18\n\x10\x61uthenticated_by\x18\x03 \x01(\t2\xe4\x01\n\rAuthorization\x12r\n\x06Review\x12\x30.kybernetes.authorization.v1.SubjectAccessReview\x1a\x36.kybernetes.authorization.v1.SubjectAccessReviewStatus\x12_\n\x06WhoAmI\x12..kybernetes.authorization.v1.SelfSubjectReview\x1a%.kybernetes.authorization.v1.UserInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,14 +33,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESOURCEATTRIBUTES']._serialized_start=80
   _globals['_RESOURCEATTRIBUTES']._serialized_end=201
-  _globals['_SUBJECTACCESSREVIEW']._serialized_start=204
-  _globals['_SUBJECTACCESSREVIEW']._serialized_end=333
-  _globals['_SUBJECTACCESSREVIEWSTATUS']._serialized_start=335
-  _globals['_SUBJECTACCESSREVIEWSTATUS']._serialized_end=425
-  _globals['_SELFSUBJECTREVIEW']._serialized_start=427
-  _globals['_SELFSUBJECTREVIEW']._serialized_end=446
-  _globals['_USERINFO']._serialized_start=448
-  _globals['_USERINFO']._serialized_end=518
-  _globals['_AUTHORIZATION']._serialized_start=521
-  _globals['_AUTHORIZATION']._serialized_end=749
+  _globals['_NONRESOURCEATTRIBUTES']._serialized_start=203
+  _globals['_NONRESOURCEATTRIBUTES']._serialized_end=254
+  _globals['_SUBJECTACCESSREVIEW']._serialized_start=257
+  _globals['_SUBJECTACCESSREVIEW']._serialized_end=471
+  _globals['_SUBJECTACCESSREVIEWSTATUS']._serialized_start=473
+  _globals['_SUBJECTACCESSREVIEWSTATUS']._serialized_end=563
+  _globals['_SELFSUBJECTREVIEW']._serialized_start=565
+  _globals['_SELFSUBJECTREVIEW']._serialized_end=584
+  _globals['_USERINFO']._serialized_start=586
+  _globals['_USERINFO']._serialized_end=656
+  _globals['_AUTHORIZATION']._serialized_start=659
+  _globals['_AUTHORIZATION']._serialized_end=887
 # @@protoc_insertion_point(module_scope)

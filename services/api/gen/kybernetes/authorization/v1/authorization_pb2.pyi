@@ -64,12 +64,43 @@ class ResourceAttributes(_message.Message):
 Global___ResourceAttributes: _TypeAlias = ResourceAttributes  # noqa: Y015
 
 @_typing.final
+class NonResourceAttributes(_message.Message):
+    """A request for a path that is not an API resource ("/metrics", "/healthz"),
+    as RBAC's nonResourceURLs rules name them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    VERB_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Starts with "/"."""
+    verb: _builtins.str
+    """The lowercase HTTP method: get, head, post, put, patch, delete, options."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        verb: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "verb", b"verb"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NonResourceAttributes: _TypeAlias = NonResourceAttributes  # noqa: Y015
+
+@_typing.final
 class SubjectAccessReview(_message.Message):
+    """Exactly one of resource_attributes and non_resource_attributes is set."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESOURCE_ATTRIBUTES_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
+    NON_RESOURCE_ATTRIBUTES_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     """Whom to ask about. Empty user: the caller itself (any authenticated
     caller may ask about itself); another user needs permission to create
@@ -79,16 +110,23 @@ class SubjectAccessReview(_message.Message):
     def resource_attributes(self) -> Global___ResourceAttributes: ...
     @_builtins.property
     def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def non_resource_attributes(self) -> Global___NonResourceAttributes:
+        """Set instead of resource_attributes to ask about a non-resource path
+        (components ask this to authorize scrapes of their /metrics).
+        """
+
     def __init__(
         self,
         *,
         resource_attributes: Global___ResourceAttributes | None = ...,
         user: _builtins.str = ...,
         groups: _abc.Iterable[_builtins.str] | None = ...,
+        non_resource_attributes: Global___NonResourceAttributes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["resource_attributes", b"resource_attributes"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["non_resource_attributes", b"non_resource_attributes", "resource_attributes", b"resource_attributes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "resource_attributes", b"resource_attributes", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "non_resource_attributes", b"non_resource_attributes", "resource_attributes", b"resource_attributes", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
