@@ -56,15 +56,7 @@ def load_token_file(path: str | pathlib.Path) -> dict[str, UserInfo]:
     return parse_token_file(text, str(path))
 
 
-def bearer_token(metadata: Any) -> str | None:
-    """The token of an ``authorization: Bearer`` header; "" for a malformed one."""
-    for key, value in metadata or ():
-        if key == "authorization":
-            if isinstance(value, bytes):
-                value = value.decode("latin-1")
-            scheme, _, token = value.partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
-    return None
+bearer_token = peer.metadata_token
 
 
 class Authenticator:

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncio
-import logging
-
 import grpc
-from google.protobuf.message import DecodeError
 
 from services.api.gen.kybernetes.authorization.v1 import authorization_pb2 as authz_pb2
-from services.apiserver import errors, metrics
+from services.apiserver import errors
 from services.apiserver.access import AccessControl, Outcome
 from services.apiserver.authz.attributes import AUTHENTICATED, Attributes, UserInfo
+from services.apiserver.callscope import CallScope, decoder, passthrough
 
-log = logging.getLogger(__name__)
+_decode_review = decoder(authz_pb2.SubjectAccessReview)
 
 REVIEW_SERVICE = authz_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 VERBS = frozenset({"get", "list", "watch", "create", "update", "delete"})
@@ -95,35 +92,14 @@ def review(access: AccessControl, caller: UserInfo, request: Any,
 
 async def _answer(access: AccessControl, method: str, raw: bytes,
                   context: grpc.aio.ServicerContext) -> Any:
-    """One call, counted in apiserver_request_total and, when refused,
-    written to the audit log like every other request."""
-    code = grpc.StatusCode.OK
-    outcome = Outcome(method, "authorization.k8s.io", "subjectaccessreviews")
-    try:
-        caller = access.authenticate(context, outcome)
+    """One call, counted and audited like every other request."""
+    async with CallScope(context, method.lower(), "authorization.k8s.io",
+                         "subjectaccessreviews", access, method) as scope:
+        caller = scope.authenticate()
         if method == "WhoAmI":
             return authz_pb2.UserInfo(username=caller.name, groups=list(caller.groups),
                                       authenticated_by=caller.authenticated_by)
-        try:
-            request = authz_pb2.SubjectAccessReview.FromString(raw)
-        except DecodeError as err:
-            raise errors.bad_request(f"request is not a valid SubjectAccessReview: {err}") from None
-        return review(access, caller, request, outcome)
-    except errors.ApiStatus as err:
-        code = err.code
-        await context.abort(err.code, err.message)
-    except asyncio.CancelledError:
-        code = grpc.StatusCode.CANCELLED
-        raise
-    except Exception:
-        if context.code() is None:  # not abort() unwinding: a bug
-            code = grpc.StatusCode.INTERNAL
-            log.exception("%s failed", method)
-            await context.abort(code, f"internal error in {method}")
-        raise
-    finally:
-        metrics.REQUESTS.labels(method.lower(), "subjectaccessreviews", code.name).inc()
-        access.finish(outcome, code.name)
+        return review(access, caller, _decode_review(raw), scope.outcome)
 
 
 def review_handler(access: AccessControl) -> grpc.GenericRpcHandler:
@@ -131,7 +107,7 @@ def review_handler(access: AccessControl) -> grpc.GenericRpcHandler:
         async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
             return await _answer(access, name, raw, context)
         return grpc.unary_unary_rpc_method_handler(
-            handle, request_deserializer=lambda data: data,
+            handle, request_deserializer=passthrough,
             response_serializer=response.SerializeToString)
 
     return grpc.method_handlers_generic_handler(REVIEW_SERVICE, {

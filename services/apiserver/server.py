@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -24,7 +23,8 @@ from services.api import kinds
 from services.api.gen.kybernetes.core.v1 import types_pb2 as core
 from services.api.gen.kybernetes.meta.v1 import meta_pb2
 from services.apiserver import allocator, errors, metrics
-from services.apiserver.access import AccessControl, Outcome, attributes_for
+from services.apiserver.access import AccessControl, attributes_for
+from services.apiserver.callscope import CallScope, decoder, passthrough, serialize
 from services.apiserver.authn import Authenticator
 from services.apiserver.authz.attributes import UserInfo
 from services.apiserver.policy import bootstrap_policy
@@ -33,7 +33,7 @@ from services.apiserver.proxy import KubeletProxy
 from services.apiserver.registry import Registry
 from services.apiserver.storage import Storage, StorageError
 from services.apiserver.strategies import strategy_for
-from services.apiserver.watchcache import TooOld, WatchCache, WatcherClosed
+from services.apiserver.watchcache import WatchCache
 from services.machinery import channel
 
 log = logging.getLogger(__name__)
@@ -62,95 +62,6 @@ def frame_repeated(items: list[bytes], field: int = 1) -> bytes:
     tag = _varint(field << 3 | 2)
     return b"".join(tag + _varint(len(item)) + item for item in items)
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-
-
-def _identity(data: bytes) -> bytes:
-    return data
-
-
-def _decoder(message_type: Any) -> Callable[[bytes], Any]:
-    """Decode a request in the handler rather than in grpc's deserializer,
-    so that corrupt bytes get INVALID_ARGUMENT instead of UNKNOWN.
-
-    Fields the schema does not know (a newer client's, a known number sent
-    with the wrong wire type, or bytes smuggled past validation) are
-    dropped, as kube-apiserver drops unknown fields, rather than stored and
-    served back to every reader — where a later schema could give them a
-    meaning no validation ever checked."""
-    def decode(data: bytes) -> Any:
-        try:
-            message = message_type.FromString(data)
-        except DecodeError as err:
-            raise errors.bad_request(
-                f"request is not a valid {message_type.DESCRIPTOR.full_name}: {err}") from None
-        message.DiscardUnknownFields()
-        return message
-    return decode
-
-
-def _serialize(msg: Any) -> bytes:
-    return msg.SerializeToString()
-
-
-def _status_for(err: BaseException) -> tuple[grpc.StatusCode, str] | None:
-    """The status a request error maps to; None for a bug (INTERNAL)."""
-    if isinstance(err, errors.ApiStatus):
-        return err.code, err.message
-    if isinstance(err, StorageError):
-        return grpc.StatusCode.UNAVAILABLE, errors.one_line(f"storage unavailable: {err}")
-    if isinstance(err, WatcherClosed):
-        return grpc.StatusCode.UNAVAILABLE, str(err)
-    if isinstance(err, TooOld):
-        return grpc.StatusCode.OUT_OF_RANGE, str(err)
-    return None
-
-
-class _CallScope:
-    """Wraps one RPC: turns whatever it raises into its gRPC status (one
-    line; a bug becomes INTERNAL and is logged), counts it in
-    apiserver_request_total (and, when ``timed``, the duration histogram),
-    and hands its outcome to the audit log."""
-
-    def __init__(self, context: grpc.aio.ServicerContext, verb: str, kind: kinds.Kind,
-                 access: AccessControl, method: str, timed: bool = False):
-        self.context, self.verb, self.resource, self.timed = context, verb, kind.resource, timed
-        self.access = access
-        self.outcome = Outcome(method, kind.group, kind.resource)
-
-    async def __aenter__(self) -> _CallScope:
-        self.started = time.perf_counter()
-        return self
-
-    async def __aexit__(self, exc_type: Any, err: BaseException | None, tb: Any) -> bool:
-        code = grpc.StatusCode.OK
-        try:
-            if err is None:
-                return False
-            if isinstance(err, (asyncio.CancelledError, GeneratorExit)):
-                code = grpc.StatusCode.CANCELLED
-                return False
-            if self.context.code() is not None:  # abort() already ran and raised
-                code = self.context.code()
-                return False
-            mapped = _status_for(err)
-            if mapped is None:
-                log.error("%s %s failed", self.verb, self.resource, exc_info=err)
-                mapped = (grpc.StatusCode.INTERNAL,
-                          f"internal error in {self.verb} {self.resource}")
-            code = mapped[0]
-            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and self.outcome.decision == "throttled":
-                self.context.set_trailing_metadata((("retry-after", "1"),))
-            await self.context.abort(*mapped)
-            return False
-        finally:
-            metrics.REQUESTS.labels(self.verb, self.resource, code.name).inc()
-            if self.timed:
-                metrics.REQUEST_DURATION.labels(self.verb, self.resource).observe(
-                    time.perf_counter() - self.started)
-            self.access.finish(self.outcome, code.name)
-
-    def authenticate(self) -> UserInfo:
-        return self.access.authenticate(self.context, self.outcome)
 
 
 class ApiServer:
@@ -354,7 +265,7 @@ class ApiServer:
         msg, resource = kind.message, kind.resource
         access = self.access
 
-        async def admitted(scope: _CallScope, user: UserInfo, method: str,
+        async def admitted(scope: CallScope, user: UserInfo, method: str,
                            request: Any) -> None:
             """Authorize the decoded request, then run admission with the
             stored object beside it (from the cache: no etcd round trip).
@@ -392,10 +303,10 @@ class ApiServer:
 
         def unary(method: str, verb: str, request_type: Any, fn: Callable,
                   check_size: bool = False):
-            decode = _decoder(request_type)
+            decode = decoder(request_type)
 
             async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                async with _CallScope(context, verb, kind, access, method,
+                async with CallScope(context, verb, kind.group, resource, access, method,
                                       timed=True) as scope:
                     user = scope.authenticate()
                     request = decode(raw)
@@ -408,16 +319,16 @@ class ApiServer:
                     await admitted(scope, user, method, request)
                     return await fn(request)
             return grpc.unary_unary_rpc_method_handler(
-                handle, request_deserializer=_identity, response_serializer=_serialize)
+                handle, request_deserializer=passthrough, response_serializer=serialize)
 
-        decode_watch = _decoder(meta_pb2.WatchRequest)
+        decode_watch = decoder(meta_pb2.WatchRequest)
 
         def watch_handler(method: str, batched: bool):
             async def watch(raw: bytes, context: grpc.aio.ServicerContext):
                 started = time.perf_counter()
                 watcher = None
                 user = None
-                async with _CallScope(context, "watch", kind, access, method) as scope:
+                async with CallScope(context, "watch", kind.group, resource, access, method) as scope:
                     try:
                         user = scope.authenticate()
                         request = decode_watch(raw)
@@ -456,14 +367,14 @@ class ApiServer:
                             watcher.cache.unregister(watcher)
                             access.watches.release(user)
             return grpc.unary_stream_rpc_method_handler(
-                watch, request_deserializer=_identity, response_serializer=_identity)
+                watch, request_deserializer=passthrough, response_serializer=passthrough)
 
         def relay(method: str, verb: str, request_type: Any, fn: Callable):
             """A server-streaming call whose messages come pre-serialized."""
-            decode = _decoder(request_type)
+            decode = decoder(request_type)
 
             async def handle(raw: bytes, context: grpc.aio.ServicerContext):
-                async with _CallScope(context, verb, kind, access, method) as scope:
+                async with CallScope(context, verb, kind.group, resource, access, method) as scope:
                     user = scope.authenticate()
                     request = decode(raw)
                     await admitted(scope, user, method, request)
@@ -476,7 +387,7 @@ class ApiServer:
                     finally:
                         access.watches.release(user)
             return grpc.unary_stream_rpc_method_handler(
-                handle, request_deserializer=_identity, response_serializer=_identity)
+                handle, request_deserializer=passthrough, response_serializer=passthrough)
 
         async def create(obj):
             return await registry.create(obj)

@@ -176,27 +176,6 @@ def _mode(name: str) -> int:
     return 0o600 if name.endswith(".key") or name == TOKENS else 0o644
 
 
-def ensure_leaves(directory: pathlib.Path, specs: Iterable[pki.CertSpec]) -> dict[str, str]:
-    """Issue each of ``specs`` with the cluster CA in ``directory`` unless
-    a valid one is there (the rules of :func:`pki.write_cluster_pki`);
-    name -> why it was issued."""
-    ca, _ = pki.ensure_ca(directory)
-    issued = {}
-    for spec in specs:
-        try:
-            current: pki.CertKey | None = pki.load(directory, spec.name)
-        except ValueError:
-            current = None
-        reason = pki.reissue_reason(current.cert if current else None, spec, ca.cert)
-        if not reason and current is not None and \
-                current.key.public_key() != current.cert.public_key():
-            reason = "key is not the certificate's"
-        if reason:
-            pki.save(pki.issue(ca, spec), directory, spec.name)
-            issued[spec.name] = reason
-    return issued
-
-
 def write_pki(directory: str | os.PathLike[str], topo: Topology
               ) -> tuple[dict[str, str], dict[str, str]]:
     """The cluster CA, every component's certificate and the token file in
@@ -209,7 +188,7 @@ def write_pki(directory: str | os.PathLike[str], topo: Topology
         etcd_sans=[h for c in topo.etcd for h in (c.ip, c.name)],
         nodes=[pki.NodeIdentity(n.name, (n.ip,)) for n in topo.nodes])
     issued = dict(result.issued)
-    issued.update(ensure_leaves(d, serving_specs(topo)))
+    issued.update(pki.ensure_leaves(d, serving_specs(topo)))
     tokens = pki.write_token_file(d / TOKENS, [ADMIN_TOKEN_USER, VIEWER_TOKEN_USER])
     return issued, tokens
 

@@ -17,8 +17,8 @@ server asks its own authorizers, the other components ask the API server
 (:mod:`services.machinery.delegated`). A hook that cannot decide raises
 :class:`CannotAuthorize`, which refuses (fail closed).
 
-Without a hook any verified certificate, or a token ``token_ok`` accepts,
-is enough (tests); without TLS everything is open, as before (a plaintext
+Without a hook any verified certificate, or a token ``token_user``
+knows, is enough (tests); without TLS everything is open, as before (a plaintext
 daemon has no way to tell who asks).
 """
 
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
 Identity = tuple[str, tuple[str, ...]]  # (user, groups)
-TokenCheck = Callable[[str], "bool | Awaitable[bool]"]
 TokenUser = Callable[[str], "Identity | None | Awaitable[Identity | None]"]
 Authorize = Callable[[str, tuple[str, ...], str], "bool | Awaitable[bool]"]
 OPEN_PATHS = ("/healthz", "/livez", "/readyz")
@@ -50,14 +49,6 @@ UNAUTHORIZED = b"Unauthorized: /metrics needs a client certificate signed by the
 UNAUTHORIZED_NO_TOKENS = b"Unauthorized: /metrics needs a client certificate signed by the " \
                          b"cluster CA (this component takes no bearer tokens)\n"
 NO_COMMON_NAME = b"Unauthorized: the client certificate has no Common Name: it names no user\n"
-
-
-class _Vouched:
-    """A caller whose credentials are good but whose identity is not known
-    (a certificate when there is no hook to ask, a ``token_ok`` token)."""
-
-
-VOUCHED = _Vouched()
 
 
 class CannotAuthorize(Exception):
@@ -89,19 +80,16 @@ class HttpServer:
 
     ``token_user`` maps a bearer token to (user, groups), or None;
     ``authorize(user, groups, path)`` says whether that caller may get the
-    path (sync or async; see the module docstring). ``token_ok`` is the
-    hook-less form of ``token_user``: any token it accepts may scrape.
+    path (sync or async; see the module docstring).
     """
 
     def __init__(self, host: str, port: int, *, health: HealthCheck = _always_ok,
                  ready: HealthCheck | None = None, ssl_context: ssl.SSLContext | None = None,
-                 token_ok: TokenCheck | None = None, token_user: TokenUser | None = None,
-                 authorize: Authorize | None = None):
+                 token_user: TokenUser | None = None, authorize: Authorize | None = None):
         self.host, self.port = host, port
         self.health = health
         self.ready = ready or health
         self.ssl_context = ssl_context
-        self.token_ok = token_ok
         self.token_user = token_user
         self.authorize = authorize
         self._server: asyncio.base_events.Server | None = None
@@ -156,15 +144,12 @@ class HttpServer:
         authentication (401), then authorization (403), as Kubernetes does."""
         if self.ssl_context is None:
             return None
-        tokens = self.token_user is not None or self.token_ok is not None
-        unauthorized = "401 Unauthorized", UNAUTHORIZED if tokens else UNAUTHORIZED_NO_TOKENS
         who = await self._identity(writer, headers)
         if who is None:
-            return unauthorized
+            return "401 Unauthorized", (UNAUTHORIZED if self.token_user is not None
+                                        else UNAUTHORIZED_NO_TOKENS)
         if self.authorize is None:
             return None
-        if isinstance(who, _Vouched):  # a token_ok token: no identity to authorize
-            return unauthorized
         user, groups = who
         if not user:
             return "401 Unauthorized", NO_COMMON_NAME
@@ -179,17 +164,14 @@ class HttpServer:
         return None if allowed else ("403 Forbidden", forbidden(user, path))
 
     async def _identity(self, writer: asyncio.StreamWriter,
-                        headers: dict[str, str]) -> Identity | _Vouched | None:
+                        headers: dict[str, str]) -> Identity | None:
         """(user, groups) of the verified client certificate, else of the
-        bearer token; VOUCHED when there is no need or no way to know who it
-        is; None for no credentials."""
+        bearer token; None for no credentials."""
         sslobj = writer.get_extra_info("ssl_object")
         der = None
         if sslobj is not None and sslobj.context.verify_mode != ssl.CERT_NONE:
             der = sslobj.getpeercert(binary_form=True)
         if der:  # the handshake verified it against the client CA
-            if self.authorize is None:
-                return VOUCHED
             try:
                 cert = peer.parse_der_cert(der)
             except ValueError:
@@ -199,12 +181,10 @@ class HttpServer:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return None
-        if self.token_user is not None:
-            found = await _maybe_await(self.token_user(token))
-            return (found[0], tuple(found[1])) if found else None
-        if self.token_ok is not None and await _maybe_await(self.token_ok(token)):
-            return VOUCHED
-        return None
+        if self.token_user is None:
+            return None
+        found = await _maybe_await(self.token_user(token))
+        return (found[0], tuple(found[1])) if found else None
 
     async def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
         if method not in ("GET", "HEAD"):

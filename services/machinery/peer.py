@@ -68,16 +68,22 @@ def identity(context: Any) -> tuple[str, tuple[str, ...]] | None:
     return None if cert is None else (cert.common_name, cert.organizations)
 
 
-def bearer_token(context: Any) -> str | None:
-    """The token of an ``authorization: Bearer <token>`` header, else None."""
-    for key, value in context.invocation_metadata() or ():
+def metadata_token(metadata: Any) -> str | None:
+    """The token of an ``authorization: Bearer <token>`` header in call
+    metadata; "" for an authorization header that is not a bearer token
+    (so callers can tell "none sent" from "malformed"), None for none."""
+    for key, value in metadata or ():
         if key == "authorization":
-            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
             scheme, _, token = text.strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+            return token.strip() if scheme.lower() == "bearer" else ""
     return None
 
 
+def bearer_token(context: Any) -> str | None:
+    """The caller's bearer token, else None."""
+    return metadata_token(context.invocation_metadata()) or None
+
+
 __all__ = ["PeerCert", "peer_cert", "identity", "parse_peer_cert", "parse_der_cert",
-           "bearer_token"]
+           "bearer_token", "metadata_token"]

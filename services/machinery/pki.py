@@ -419,10 +419,22 @@ def write_cluster_pki(directory: str | os.PathLike[str], *, apiserver_sans: Iter
     os.chmod(d, 0o700)
     if isinstance(nodes, Mapping):
         nodes = [NodeIdentity(n, tuple(ips)) for n, ips in nodes.items()]
+    issued = ensure_leaves(d, plan_cluster(apiserver_sans=apiserver_sans,
+                                           service_cidr=service_cidr, etcd_sans=etcd_sans,
+                                           nodes=nodes), now)
+    return ClusterPki(d, issued)
+
+
+def ensure_leaves(directory: str | os.PathLike[str], specs: Iterable[CertSpec],
+                  now: datetime.datetime | None = None) -> dict[str, str]:
+    """Issue each of ``specs`` with the CA in ``directory`` (made if
+    missing) unless a valid one is there: missing, expiring, no longer
+    matching its spec, or with a key that is not its own are re-issued.
+    Returns name -> why it was (re)issued."""
+    d = pathlib.Path(directory)
     ca, _ = ensure_ca(d)
     issued = {}
-    for spec in plan_cluster(apiserver_sans=apiserver_sans, service_cidr=service_cidr,
-                             etcd_sans=etcd_sans, nodes=nodes):
+    for spec in specs:
         current = _try_load_cert(d / f"{spec.name}.crt")
         reason = reissue_reason(current, spec, ca.cert, now)
         if not reason and current is not None and \
@@ -431,7 +443,7 @@ def write_cluster_pki(directory: str | os.PathLike[str], *, apiserver_sans: Iter
         if reason:
             save(issue(ca, spec), d, spec.name)
             issued[spec.name] = reason
-    return ClusterPki(d, issued)
+    return issued
 
 
 # -- static bearer tokens -------------------------------------------------------------------

@@ -187,7 +187,7 @@ async def metrics_server(certs):
     serving = tlsconfig.ServingCert.load(certs.path("server", "crt"), certs.path("server", "key"),
                                          certs.path("ca", "crt"))
     http = HttpServer("127.0.0.1", 0, ssl_context=serving.ssl_context(),
-                      token_ok=lambda token: token == "scrape")
+                      token_user=lambda token: ("scraper", ()) if token == "scrape" else None)
     await http.start()
     yield http
     await http.stop()

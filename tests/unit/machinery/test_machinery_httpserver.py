@@ -193,7 +193,7 @@ async def test_httpserver_a_hook_that_cannot_decide_refuses(certs, serve):
 
 
 async def test_httpserver_without_a_hook_any_verified_certificate_will_do(certs, serve):
-    http = await serve(token_ok=lambda token: token == "scrape")
+    http = await serve(token_user=lambda token: ("scraper", ()) if token == "scrape" else None)
     for name in ("prometheus", "node", "nameless"):
         assert (await https_get(http.port, "/metrics", certs.context(name)))[0] == 200, name
     assert (await https_get(http.port, "/metrics", certs.context(),
